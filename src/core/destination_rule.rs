@@ -1,0 +1,196 @@
+//! UpdateHash (§6): the DestinationRule's canary and stable subsets select
+//! the ReplicaSets by pod-template-hash; experiment subsets come and go.
+
+use serde_json::{Map, Value, json};
+
+use super::json::type_name;
+use super::{CoreError, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
+use crate::cluster::ReplicaSetInfo;
+use crate::config::DestinationRuleRef;
+use crate::model::{Rollout, WeightDestination};
+
+/// Rewrites the subsets of one DestinationRule document; returns whether it
+/// changed. Subsets that are neither canary, stable, a running experiment
+/// nor listed in `additionalSubsetNames` are dropped (finished experiments).
+pub fn update_destination_rule(
+    doc: &mut Value,
+    object: &str,
+    reference: &DestinationRuleRef,
+    rollout_name: &str,
+    canary_hash: &str,
+    stable_hash: &str,
+    additional: &[WeightDestination],
+) -> Result<bool, CoreError> {
+    let error = |message: String| CoreError::object(object, message);
+    let subsets = match doc.pointer("/spec/subsets") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.clone(),
+        Some(other) => {
+            return Err(error(format!(
+                "spec.subsets is {}, not a list",
+                type_name(other)
+            )));
+        }
+    };
+    let mut present = vec![false; additional.len()];
+    let mut kept = Vec::with_capacity(subsets.len() + additional.len());
+    for (i, mut subset) in subsets.into_iter().enumerate() {
+        let Some(fields) = subset.as_object_mut() else {
+            return Err(error(format!(
+                "spec.subsets[{i}] is {}, not an object",
+                type_name(&subset)
+            )));
+        };
+        let name = match fields.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => {
+                return Err(error(format!(
+                    "spec.subsets[{i}].name is {}, not a string",
+                    type_name(other)
+                )));
+            }
+        };
+        let hash = if name == reference.canary_subset_name {
+            Some(canary_hash)
+        } else if name == reference.stable_subset_name {
+            Some(stable_hash)
+        } else if let Some(k) = additional.iter().position(|d| d.service_name == name) {
+            // An experiment subset is present whatever its hash (Q5 fix: no
+            // duplicate subset when the hash is not known yet).
+            present[k] = true;
+            Some(additional[k].pod_template_hash.as_str())
+        } else if reference
+            .additional_subset_names
+            .as_ref()
+            .is_some_and(|names| names.contains(&name))
+        {
+            None
+        } else {
+            continue;
+        };
+        if let Some(hash) = hash {
+            set_hash_label(fields, hash).map_err(|e| error(format!("spec.subsets[{i}].{e}")))?;
+        }
+        kept.push(subset);
+    }
+    for (destination, _) in additional
+        .iter()
+        .zip(&present)
+        .filter(|(_, present)| !**present)
+    {
+        kept.push(json!({
+            "name": destination.service_name,
+            "labels": {POD_TEMPLATE_HASH_LABEL: destination.pod_template_hash},
+        }));
+    }
+
+    let mut edited = doc.clone();
+    let Some(root) = edited.as_object_mut() else {
+        return Err(error(format!(
+            "the object is {}, not an object",
+            type_name(doc)
+        )));
+    };
+    let metadata = object_field(root, "metadata").map_err(error)?;
+    let annotations =
+        object_field(metadata, "annotations").map_err(|e| error(format!("metadata.{e}")))?;
+    annotations.insert(MANAGED_BY_ANNOTATION.into(), json!(rollout_name));
+    let spec = object_field(root, "spec").map_err(error)?;
+    spec.insert("subsets".into(), Value::Array(kept));
+
+    let changed = edited != *doc;
+    *doc = edited;
+    Ok(changed)
+}
+
+/// Sets (or, for an empty hash, removes) the pod-template-hash label,
+/// creating `labels` when absent (Q6 fix).
+fn set_hash_label(subset: &mut Map<String, Value>, hash: &str) -> Result<(), String> {
+    if hash.is_empty() {
+        if let Some(Value::Object(labels)) = subset.get_mut("labels") {
+            labels.shift_remove(POD_TEMPLATE_HASH_LABEL);
+        }
+        return Ok(());
+    }
+    object_field(subset, "labels")?.insert(POD_TEMPLATE_HASH_LABEL.into(), json!(hash));
+    Ok(())
+}
+
+/// `map[key]` as an object, created when absent or null.
+fn object_field<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Result<&'a mut Map<String, Value>, String> {
+    let slot = map.entry(key.to_string()).or_insert_with(|| json!({}));
+    if slot.is_null() {
+        *slot = json!({});
+    }
+    let found = type_name(slot);
+    slot.as_object_mut()
+        .ok_or_else(|| format!("{key} is {found}, not an object"))
+}
+
+/// §6.1: refuses to point a subset at a ReplicaSet that is not fully
+/// available yet. Skips the canary ReplicaSet when the rollout is aborted or
+/// dynamically rolling back to stable.
+pub fn check_switch_delay(
+    rollout: &Rollout,
+    canary_hash: &str,
+    stable_hash: &str,
+    replica_sets: &[ReplicaSetInfo],
+) -> Result<(), CoreError> {
+    let abort_or_rollback =
+        rollout.status.abort || rolling_back_to_stable(rollout, stable_hash, replica_sets);
+    for rs in replica_sets {
+        if rs.spec_replicas == Some(0) {
+            continue;
+        }
+        let hash = rs.pod_template_hash.as_str();
+        if hash.is_empty() || (hash != canary_hash && hash != stable_hash) {
+            continue;
+        }
+        if abort_or_rollback && hash == canary_hash {
+            continue;
+        }
+        let available = rs.spec_replicas.is_some_and(|replicas| {
+            replicas != 0 && rs.available_replicas != 0 && replicas <= rs.available_replicas
+        });
+        if !available {
+            return Err(CoreError::SwitchDelayed {
+                replica_set: rs.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fully promoted, dynamicStableScale, and the stable ReplicaSet is not yet
+/// back to full size while the weights still point at an older canary.
+fn rolling_back_to_stable(
+    rollout: &Rollout,
+    stable_hash: &str,
+    replica_sets: &[ReplicaSetInfo],
+) -> bool {
+    let status = &rollout.status;
+    let Some(canary) = rollout.canary() else {
+        return false;
+    };
+    if status.stable_rs != status.current_pod_hash
+        || !canary.dynamic_stable_scale
+        || canary.traffic_routing.is_none()
+    {
+        return false;
+    }
+    let Some(weights) = status.canary.as_ref().and_then(|c| c.weights.as_ref()) else {
+        return false;
+    };
+    let Some(stable_rs) = replica_sets
+        .iter()
+        .find(|rs| rs.pod_template_hash == stable_hash)
+    else {
+        return false;
+    };
+    weights.canary.pod_template_hash != stable_rs.pod_template_hash
+        && stable_rs.available_replicas < rollout.spec.replicas.unwrap_or(1)
+}

@@ -1,0 +1,88 @@
+//! Route-list helpers (§9) and RemoveManagedRoutes (§10).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::json::{self, RouteKind};
+use super::{CoreError, VirtualServiceContext};
+use crate::config::RouterConfig;
+use crate::model::Rollout;
+
+/// Removes every HTTP route whose name is `name` (an empty name removes the
+/// unnamed routes, as the built-in does: Q11). Fails when `spec.http` is
+/// missing. Returns whether anything was removed.
+pub fn remove_route(doc: &mut Value, name: &str) -> Result<bool, String> {
+    remove_routes_where(doc, |route_name| route_name == name)
+}
+
+fn remove_routes_where(doc: &mut Value, doomed: impl Fn(&str) -> bool) -> Result<bool, String> {
+    let routes = json::http_routes_required(doc)?;
+    json::check_route_objects(routes, RouteKind::Http)?;
+    let before = routes.len();
+    let Some(routes) = json::routes_mut(doc, RouteKind::Http) else {
+        return Err("spec.http not found".into());
+    };
+    routes.retain(|route| !doomed(json::route_name(route)));
+    Ok(routes.len() != before)
+}
+
+/// Puts the managed routes first, in `managedRoutes` order, then the others
+/// in their current order (§9.2). Each route appears exactly once, whatever
+/// the names (Q12 fix). Without `managedRoutes` the order is left alone.
+pub fn order_routes(doc: &mut Value, config: &RouterConfig) -> Result<(), String> {
+    let Some(managed) = &config.managed_routes else {
+        return Ok(());
+    };
+    json::check_route_objects(json::http_routes_required(doc)?, RouteKind::Http)?;
+    let Some(routes) = json::routes_mut(doc, RouteKind::Http) else {
+        return Err("spec.http not found".into());
+    };
+    let mut remaining: Vec<Option<Value>> = routes.drain(..).map(Some).collect();
+    let mut ordered = Vec::with_capacity(remaining.len());
+    let mut seen_names = BTreeSet::new();
+    for name in managed {
+        if !seen_names.insert(name.as_str()) {
+            continue;
+        }
+        for slot in remaining.iter_mut() {
+            if slot.as_ref().is_some_and(|r| json::route_name(r) == name) {
+                ordered.extend(slot.take());
+            }
+        }
+    }
+    ordered.extend(remaining.into_iter().flatten());
+    *routes = ordered;
+    Ok(())
+}
+
+/// Deletes the routes the rollout's steps created and the managed routes
+/// (§10). A VirtualService without HTTP routes is left alone (Q13 fix: the
+/// caller goes on with the next one). Returns whether anything changed.
+pub fn remove_managed_routes(
+    doc: &mut Value,
+    ctx: &VirtualServiceContext<'_>,
+    rollout: &Rollout,
+) -> Result<bool, CoreError> {
+    if json::routes(doc, RouteKind::Http)
+        .map_err(|e| ctx.error(e))?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let mut doomed: BTreeSet<&str> = rollout
+        .canary()
+        .map(|canary| canary.steps.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|step| {
+            let header = step.set_header_route.as_ref().map(|r| r.name.as_str());
+            let mirror = step.set_mirror_route.as_ref().map(|r| r.name.as_str());
+            header.into_iter().chain(mirror)
+        })
+        .collect();
+    if let Some(managed) = &ctx.config.managed_routes {
+        doomed.extend(managed.iter().map(String::as_str));
+    }
+    remove_routes_where(doc, |name| doomed.contains(name)).map_err(|e| ctx.error(e))
+}

@@ -1,0 +1,314 @@
+//! Which routes SetWeight edits (§3) and the checks that run before any
+//! change (§4).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::VirtualServiceContext;
+use super::json::{self, RouteKind};
+use crate::config::{RouterConfig, TcpRouteRef, TlsRouteRef};
+
+/// Indices of the HTTP routes named by `names` (§3.1), de-duplicated (Q9).
+/// With no names, the route is inferred: the single route that is not a
+/// managed route (Q4 fix), else the only route, else the first unnamed one,
+/// else nothing.
+pub fn select_http(
+    routes: &[Value],
+    names: &[String],
+    config: &RouterConfig,
+) -> Result<Vec<usize>, String> {
+    if names.is_empty() {
+        let unmanaged: Vec<usize> = (0..routes.len())
+            .filter(|&i| !config.is_managed(json::route_name(&routes[i])))
+            .collect();
+        let inferred = if unmanaged.len() == 1 {
+            Some(unmanaged[0])
+        } else if routes.len() == 1 {
+            Some(0)
+        } else {
+            routes.iter().position(|r| json::route_name(r).is_empty())
+        };
+        return Ok(inferred.into_iter().collect());
+    }
+    let mut selected = Vec::new();
+    for name in names {
+        let index = routes
+            .iter()
+            .position(|r| json::route_name(r) == name)
+            .ok_or_else(|| {
+                format!("HTTP Route '{name}' is not found in the defined Virtual Service.")
+            })?;
+        if !selected.contains(&index) {
+            selected.push(index);
+        }
+    }
+    Ok(selected)
+}
+
+/// The single port of a TLS/TCP route's match blocks (0 where absent), or
+/// `None` when the blocks disagree, and the union of their SNI hosts.
+fn port_and_sni_hosts(
+    route: &Value,
+    path: &str,
+) -> Result<(Option<i64>, BTreeSet<String>), String> {
+    let blocks = match route.get("match") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(blocks)) => blocks.as_slice(),
+        Some(other) => {
+            return Err(format!(
+                "{path}.match is {}, not a list",
+                json::type_name(other)
+            ));
+        }
+    };
+    let mut ports = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let port = match block.get("port") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| format!("{path}.match[{i}].port is {n}, not an integer"))?,
+            Some(other) => {
+                return Err(format!(
+                    "{path}.match[{i}].port is {}, not a number",
+                    json::type_name(other)
+                ));
+            }
+        };
+        ports.insert(port);
+        match block.get("sniHosts") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (j, host) in list.iter().enumerate() {
+                    let host = host.as_str().ok_or_else(|| {
+                        format!("{path}.match[{i}].sniHosts[{j}] is not a string")
+                    })?;
+                    hosts.insert(host.to_string());
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{path}.match[{i}].sniHosts is {}, not a list",
+                    json::type_name(other)
+                ));
+            }
+        }
+    }
+    if ports.is_empty() {
+        ports.insert(0);
+    }
+    let port = (ports.len() == 1).then(|| ports.into_iter().next().unwrap_or(0));
+    Ok((port, hosts))
+}
+
+fn tls_route_matches(route: &Value, path: &str, wanted: &TlsRouteRef) -> Result<bool, String> {
+    let (port, hosts) = port_and_sni_hosts(route, path)?;
+    Ok(port == Some(wanted.port)
+        && wanted.sni_hosts.len() == hosts.len()
+        && hosts.iter().all(|h| wanted.sni_hosts.contains(h)))
+}
+
+fn tcp_route_matches(route: &Value, path: &str, wanted: &TcpRouteRef) -> Result<bool, String> {
+    Ok(port_and_sni_hosts(route, path)?.0 == Some(wanted.port))
+}
+
+/// Indices of the TLS routes selected by `wanted` (§3.2), de-duplicated.
+pub fn select_tls(routes: &[Value], wanted: &[TlsRouteRef]) -> Result<Vec<usize>, String> {
+    select_by_port(routes, wanted, RouteKind::Tls, tls_route_matches)
+}
+
+/// Indices of the TCP routes selected by `wanted` (§3.3), de-duplicated.
+pub fn select_tcp(routes: &[Value], wanted: &[TcpRouteRef]) -> Result<Vec<usize>, String> {
+    select_by_port(routes, wanted, RouteKind::Tcp, tcp_route_matches)
+}
+
+fn select_by_port<T>(
+    routes: &[Value],
+    wanted: &[T],
+    kind: RouteKind,
+    matches: fn(&Value, &str, &T) -> Result<bool, String>,
+) -> Result<Vec<usize>, String> {
+    if wanted.is_empty() {
+        return Ok(if routes.is_empty() { vec![] } else { vec![0] });
+    }
+    let mut selected = Vec::new();
+    for entry in wanted {
+        let mut found = false;
+        for (i, route) in routes.iter().enumerate() {
+            if matches(route, &format!("spec.{}[{i}]", kind.field()), entry)? {
+                found = true;
+                if !selected.contains(&i) {
+                    selected.push(i);
+                }
+            }
+        }
+        if !found {
+            return Err(format!(
+                "No matching {} routes found in the defined Virtual Service.",
+                kind.label()
+            ));
+        }
+    }
+    Ok(selected)
+}
+
+/// The routes of `kind` that SetWeight edits, from the configuration only
+/// (no mirror routes); `None` when the VirtualService has no such routes.
+pub fn configured_selection(
+    doc: &Value,
+    kind: RouteKind,
+    ctx: &VirtualServiceContext<'_>,
+) -> Result<Option<Vec<usize>>, String> {
+    let Some(routes) = json::routes(doc, kind)? else {
+        return Ok(None);
+    };
+    json::check_route_objects(routes, kind)?;
+    let reference = ctx.reference;
+    let selected = match kind {
+        RouteKind::Http => select_http(routes, &reference.routes, ctx.config)?,
+        RouteKind::Tls => select_tls(routes, &reference.tls_routes)?,
+        RouteKind::Tcp => select_tcp(routes, &reference.tcp_routes)?,
+    };
+    Ok(Some(selected))
+}
+
+/// A destination's host up to the first dot: `stable.ns.svc.cluster.local`
+/// is `stable`; an empty host or one starting with a dot is "".
+pub fn short_host(host: &str) -> &str {
+    host.split('.').next().unwrap_or("")
+}
+
+/// §4: every selected route must carry the canary and the stable
+/// destination, and an omitted route list must not be ambiguous.
+pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<(), String> {
+    let config = ctx.config;
+    for kind in RouteKind::ALL {
+        let Some(selected) = configured_selection(doc, kind, ctx)? else {
+            continue;
+        };
+        let routes = json::routes(doc, kind)?.map(Vec::as_slice).unwrap_or(&[]);
+        for &index in &selected {
+            let path = format!("spec.{}[{index}]", kind.field());
+            let route_label = route_label(kind, &routes[index], index);
+            let destinations = destinations(&routes[index], &path)?;
+            let mut hosts = Vec::new();
+            let mut subsets = Vec::new();
+            for (i, destination) in destinations.iter().enumerate() {
+                let dpath = format!("{path}.route[{i}]");
+                hosts.push(json::string_at(
+                    destination,
+                    "/destination/host",
+                    &format!("{dpath}.destination.host"),
+                )?);
+                subsets.push(json::string_at(
+                    destination,
+                    "/destination/subset",
+                    &format!("{dpath}.destination.subset"),
+                )?);
+            }
+            let missing = match &config.destination_rule {
+                Some(dr) => [
+                    (
+                        "Canary DestinationRule subset",
+                        &dr.canary_subset_name,
+                        subsets.contains(&dr.canary_subset_name.as_str()),
+                    ),
+                    (
+                        "Stable DestinationRule subset",
+                        &dr.stable_subset_name,
+                        subsets.contains(&dr.stable_subset_name.as_str()),
+                    ),
+                ],
+                None => {
+                    let has =
+                        |svc: &str| !svc.is_empty() && hosts.iter().any(|h| short_host(h) == svc);
+                    [
+                        (
+                            "Canary Service",
+                            &config.canary_service,
+                            has(&config.canary_service),
+                        ),
+                        (
+                            "Stable Service",
+                            &config.stable_service,
+                            has(&config.stable_service),
+                        ),
+                    ]
+                }
+            };
+            if let Some((what, name, _)) = missing.iter().find(|(_, _, present)| !present) {
+                return Err(format!("{route_label}: {what} '{name}' not found in route"));
+            }
+        }
+        let reference = ctx.reference;
+        let ambiguous = match kind {
+            RouteKind::Http => {
+                reference.routes.is_empty()
+                    && routes
+                        .iter()
+                        .filter(|r| !config.is_managed(json::route_name(r)))
+                        .count()
+                        > 1
+            }
+            RouteKind::Tls => reference.tls_routes.is_empty() && routes.len() > 1,
+            RouteKind::Tcp => reference.tcp_routes.is_empty() && routes.len() > 1,
+        };
+        if ambiguous {
+            let (field, key) = match kind {
+                RouteKind::Http => ("http", "routes"),
+                RouteKind::Tls => ("tls", "tlsRoutes"),
+                RouteKind::Tcp => ("tcp", "tcpRoutes"),
+            };
+            return Err(format!(
+                "spec.{field}[] should be set in VirtualService and it must have exactly one route when omitting spec.strategy.canary.trafficRouting.plugins[].virtualService.{key}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `route[]` of one route.
+pub fn destinations<'a>(route: &'a Value, path: &str) -> Result<&'a Vec<Value>, String> {
+    match route.get("route") {
+        Some(Value::Array(list)) => {
+            if let Some(i) = list.iter().position(|d| !d.is_object()) {
+                return Err(format!(
+                    "{path}.route[{i}] is {}, not a destination object",
+                    json::type_name(&list[i])
+                ));
+            }
+            Ok(list)
+        }
+        None | Some(Value::Null) => Err(format!("{path} has no route[] destinations")),
+        Some(other) => Err(format!(
+            "{path}.route is {}, not a list",
+            json::type_name(other)
+        )),
+    }
+}
+
+/// How errors name a route: `HTTP route 'primary'` or `TCP route spec.tcp[1]`.
+pub fn route_label(kind: RouteKind, route: &Value, index: usize) -> String {
+    match json::route_name(route) {
+        "" => format!("{} route spec.{}[{index}]", kind.label(), kind.field()),
+        name => format!("{} route '{name}'", kind.label()),
+    }
+}
+
+/// The first HTTP route SetWeight would edit, chosen from the configured
+/// routes only (§7 step 4, §8 step 4). `Err` when a configured name is
+/// missing, `Ok(None)` when nothing can be inferred.
+pub fn first_weighted_http_route<'a>(
+    doc: &'a Value,
+    ctx: &VirtualServiceContext<'_>,
+) -> Result<Option<&'a Value>, String> {
+    let Some(selected) = configured_selection(doc, RouteKind::Http, ctx)? else {
+        return Ok(None);
+    };
+    let routes = json::routes(doc, RouteKind::Http)?
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    Ok(selected.first().map(|&i| &routes[i]))
+}

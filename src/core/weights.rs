@@ -1,0 +1,255 @@
+//! SetWeight (§5) with D5: stable = max(0, T − desired − Σ additional −
+//! Σ current additional-subset weights), T = maxTrafficWeight.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::json::{self, RouteKind};
+use super::managed_routes::order_routes;
+use super::selection::{self, short_host};
+use super::{CoreError, VirtualServiceContext};
+use crate::model::WeightDestination;
+
+/// The arguments of a SetWeight / VerifyWeight call, checked once.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightRequest<'a> {
+    pub desired: i64,
+    pub additional: &'a [WeightDestination],
+}
+
+impl<'a> WeightRequest<'a> {
+    /// Rejects weights outside `0..=max_weight` and repeated experiment
+    /// services before any object is read.
+    pub fn new(
+        desired: i32,
+        additional: &'a [WeightDestination],
+        max_weight: i64,
+    ) -> Result<Self, CoreError> {
+        let desired = i64::from(desired);
+        if !(0..=max_weight).contains(&desired) {
+            return Err(CoreError::Argument(format!(
+                "desired weight {desired} is outside 0..={max_weight} (maxTrafficWeight)"
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for destination in additional {
+            let weight = i64::from(destination.weight);
+            if !(0..=max_weight).contains(&weight) {
+                return Err(CoreError::Argument(format!(
+                    "additional destination '{}' has weight {weight}, outside 0..={max_weight}",
+                    destination.service_name
+                )));
+            }
+            if !destination.service_name.is_empty()
+                && !seen.insert(destination.service_name.as_str())
+            {
+                return Err(CoreError::Argument(format!(
+                    "additional destination '{}' is listed more than once",
+                    destination.service_name
+                )));
+            }
+        }
+        Ok(WeightRequest {
+            desired,
+            additional,
+        })
+    }
+}
+
+/// Applies SetWeight to one VirtualService document; returns whether it
+/// changed. Validation (§4) runs first, so an error leaves `doc` untouched.
+pub fn set_weight(
+    doc: &mut Value,
+    ctx: &VirtualServiceContext<'_>,
+    request: WeightRequest<'_>,
+) -> Result<bool, CoreError> {
+    selection::validate(doc, ctx).map_err(|e| ctx.error(e))?;
+    let mut edited = doc.clone();
+    let mut changed = false;
+    for kind in RouteKind::ALL {
+        let Some(mut selected) =
+            selection::configured_selection(&edited, kind, ctx).map_err(|e| ctx.error(e))?
+        else {
+            continue;
+        };
+        if kind == RouteKind::Http {
+            selected.extend(managed_mirror_routes(&edited, ctx));
+            let mut seen = BTreeSet::new();
+            selected.retain(|i| seen.insert(*i));
+        }
+        let Some(routes) = json::routes_mut(&mut edited, kind) else {
+            continue;
+        };
+        for index in selected {
+            let path = format!("spec.{}[{index}]", kind.field());
+            let label = selection::route_label(kind, &routes[index], index);
+            changed |= reweight_route(&mut routes[index], &path, ctx, request)
+                .map_err(|e| ctx.error(format!("{label}: {e}")))?;
+        }
+    }
+    if !changed {
+        return Ok(false);
+    }
+    if json::routes(&edited, RouteKind::Http)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        order_routes(&mut edited, ctx.config).map_err(|e| ctx.error(e))?;
+    }
+    *doc = edited;
+    Ok(true)
+}
+
+/// HTTP routes with a `mirror` whose name is a managed route (§5.2): they
+/// carry the canary/stable split for mirrored requests, so they follow it.
+fn managed_mirror_routes(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Vec<usize> {
+    let Ok(Some(routes)) = json::routes(doc, RouteKind::Http) else {
+        return vec![];
+    };
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.get("mirror").is_some_and(|m| !m.is_null())
+                && ctx.config.managed_routes.is_some()
+                && ctx.config.is_managed(json::route_name(r))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What happens to one destination of a selected route.
+enum Target {
+    Keep,
+    Weight(i64),
+    Delete,
+}
+
+/// Re-weights one route's destinations (§5.3, §5.6).
+fn reweight_route(
+    route: &mut Value,
+    path: &str,
+    ctx: &VirtualServiceContext<'_>,
+    request: WeightRequest<'_>,
+) -> Result<bool, String> {
+    let config = ctx.config;
+    let (canary_subset, stable_subset, additional_subsets) = match &config.destination_rule {
+        Some(dr) => (
+            dr.canary_subset_name.as_str(),
+            dr.stable_subset_name.as_str(),
+            dr.additional_subset_names.as_deref(),
+        ),
+        None => ("", "", None),
+    };
+    let destinations = selection::destinations(route, path)?;
+
+    let mut views = Vec::with_capacity(destinations.len());
+    for (i, destination) in destinations.iter().enumerate() {
+        let dpath = format!("{path}.route[{i}]");
+        let host = json::string_at(
+            destination,
+            "/destination/host",
+            &format!("{dpath}.destination.host"),
+        )?;
+        let subset = json::string_at(
+            destination,
+            "/destination/subset",
+            &format!("{dpath}.destination.subset"),
+        )?;
+        let weight = json::weight(destination, &dpath)?;
+        views.push((short_host(host).to_string(), subset.to_string(), weight));
+    }
+
+    let is_additional_subset = |subset: &str| {
+        !subset.is_empty()
+            && additional_subsets.is_some_and(|names| names.iter().any(|n| n == subset))
+    };
+    let additional_subset_weight: i64 = views
+        .iter()
+        .filter(|(_, subset, _)| is_additional_subset(subset))
+        .map(|(_, _, w)| *w)
+        .sum();
+    let experiments: i64 = request.additional.iter().map(|d| i64::from(d.weight)).sum();
+    let stable_weight =
+        (config.max_weight - request.desired - experiments - additional_subset_weight).max(0);
+
+    let mut claimed = vec![false; request.additional.len()];
+    let mut targets = Vec::with_capacity(views.len());
+    for (host, subset, weight) in &views {
+        let target = if host.is_empty() {
+            Target::Keep
+        } else if host == &config.canary_service || (!subset.is_empty() && subset == canary_subset)
+        {
+            Target::Weight(request.desired)
+        } else if host == &config.stable_service || (!subset.is_empty() && subset == stable_subset)
+        {
+            Target::Weight(stable_weight)
+        } else if let Some(k) = (0..request.additional.len())
+            .find(|&k| !claimed[k] && request.additional[k].service_name == *host)
+        {
+            claimed[k] = true;
+            Target::Weight(i64::from(request.additional[k].weight))
+        } else if is_additional_subset(subset) {
+            Target::Keep
+        } else if *weight != 0 {
+            // A destination the rollout does not know with traffic: drop it.
+            // One with no traffic is left alone (Q2).
+            Target::Delete
+        } else {
+            Target::Keep
+        };
+        targets.push(target);
+    }
+
+    let mut appended: Vec<&WeightDestination> = request
+        .additional
+        .iter()
+        .zip(&claimed)
+        .filter(|(d, claimed)| !**claimed && d.weight != 0)
+        .map(|(d, _)| d)
+        .collect();
+    appended.sort_by(|a, b| a.service_name.cmp(&b.service_name));
+
+    let Some(Value::Array(list)) = route.get_mut("route") else {
+        return Err(format!("{path}.route is not a list"));
+    };
+    let mut changed = false;
+    let mut deletions = Vec::new();
+    for (i, (target, (_, _, current))) in targets.iter().zip(&views).enumerate() {
+        match target {
+            Target::Weight(w) if w != current => {
+                list[i]["weight"] = json!(w);
+                changed = true;
+            }
+            Target::Delete => deletions.push(i),
+            _ => {}
+        }
+    }
+    for destination in appended {
+        list.push(json!({
+            "destination": {"host": destination.service_name},
+            "weight": destination.weight,
+        }));
+        changed = true;
+    }
+    for i in deletions.into_iter().rev() {
+        list.remove(i);
+        changed = true;
+    }
+    if !changed {
+        return Ok(false);
+    }
+    let total: i64 = list
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json::weight(d, &format!("{path}.route[{i}]")).unwrap_or(0))
+        .sum();
+    if total <= 0 {
+        return Err(format!(
+            "refusing to leave {path} with a total weight of {total}: Istio rejects a route whose weights are all zero"
+        ));
+    }
+    Ok(true)
+}

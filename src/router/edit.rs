@@ -1,0 +1,136 @@
+//! Read → core → write-if-changed, with conflicts retried from a fresh read.
+//! The one place where the router touches the cluster for writes (D3, D7).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::RouterError;
+use crate::cluster::{Cluster, ClusterError, ObjectKey};
+use crate::core::CoreError;
+
+/// How often a failed request is tried again before the call gives up.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// Pause before retrying a transient failure, doubled each time
+    /// (a conflict is retried at once: the fresh read is the remedy).
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            backoff: Duration::from_millis(25),
+        }
+    }
+}
+
+impl RetryPolicy {
+    async fn pause(&self, attempt: u32, error: &ClusterError) {
+        if matches!(error, ClusterError::Transient { .. }) {
+            tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt.saturating_sub(1))).await;
+        }
+    }
+}
+
+fn cluster_error(verb: &str, key: &ObjectKey, source: ClusterError) -> RouterError {
+    RouterError::Cluster {
+        context: format!("{verb} {key}"),
+        source,
+    }
+}
+
+/// Reads one object, retrying transient failures. NotFound is returned as is.
+pub async fn read<C: Cluster>(
+    cluster: &C,
+    key: &ObjectKey,
+    retry: &RetryPolicy,
+) -> Result<Value, RouterError> {
+    let mut attempt = 1;
+    loop {
+        match cluster.get(key).await {
+            Ok(object) => return Ok(object),
+            Err(e @ ClusterError::Transient { .. }) if attempt < retry.attempts => {
+                retry.pause(attempt, &e).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(cluster_error("reading", key, e)),
+        }
+    }
+}
+
+/// What to do when an object is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    Fail,
+    Skip,
+}
+
+/// Applies `edit(index, doc)` to every object in `keys` and writes the ones
+/// it changed. All objects are read and edited before the first write, so a
+/// rejected edit writes nothing. Returns the number of objects written.
+pub async fn edit_all<C, F>(
+    cluster: &C,
+    keys: &[ObjectKey],
+    if_missing: IfMissing,
+    retry: &RetryPolicy,
+    edit: F,
+) -> Result<usize, RouterError>
+where
+    C: Cluster,
+    F: Fn(usize, &mut Value) -> Result<bool, CoreError>,
+{
+    let mut pending = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        let mut doc = match read(cluster, key, retry).await {
+            Err(RouterError::Cluster {
+                source: ClusterError::NotFound(_),
+                ..
+            }) if if_missing == IfMissing::Skip => continue,
+            other => other?,
+        };
+        if edit(index, &mut doc)? {
+            pending.push((index, doc));
+        }
+    }
+    let written = pending.len();
+    for (index, doc) in pending {
+        write_with_retry(cluster, &keys[index], doc, retry, |doc| edit(index, doc)).await?;
+    }
+    Ok(written)
+}
+
+async fn write_with_retry<C, F>(
+    cluster: &C,
+    key: &ObjectKey,
+    mut doc: Value,
+    retry: &RetryPolicy,
+    edit: F,
+) -> Result<(), RouterError>
+where
+    C: Cluster,
+    F: Fn(&mut Value) -> Result<bool, CoreError>,
+{
+    let mut attempt = 1;
+    loop {
+        let error = match cluster.replace(key, doc).await {
+            Ok(_) => {
+                tracing::info!(object = %key, "updated");
+                return Ok(());
+            }
+            Err(e) if e.is_retryable() && attempt < retry.attempts => e,
+            Err(e) => return Err(cluster_error("writing", key, e)),
+        };
+        tracing::debug!(object = %key, attempt, error = %error, "write failed, retrying from a fresh read");
+        retry.pause(attempt, &error).await;
+        attempt += 1;
+        doc = read(cluster, key, retry).await?;
+        if !edit(&mut doc)? {
+            // Someone else already made the change.
+            return Ok(());
+        }
+    }
+}
