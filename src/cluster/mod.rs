@@ -148,6 +148,15 @@ pub trait Cluster: Send + Sync {
     /// Reads one object.
     fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Value, ClusterError>> + Send;
 
+    /// Reads one object from the API server itself, bypassing any cache:
+    /// used after a conflict, when a cached copy is known to be stale.
+    fn get_fresh(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Value, ClusterError>> + Send {
+        self.get(key)
+    }
+
     /// Replaces an object. `object.metadata.resourceVersion` is the version the
     /// change was based on; a newer stored version is a [`ClusterError::Conflict`].
     /// Returns the stored object.

@@ -43,15 +43,29 @@ fn cluster_error(verb: &str, key: &ObjectKey, source: ClusterError) -> RouterErr
     }
 }
 
+/// Where a read may be served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// A watch cache is fine (the usual case).
+    Cached,
+    /// Straight from the API server (after a conflict).
+    Latest,
+}
+
 /// Reads one object, retrying transient failures. NotFound is returned as is.
 pub async fn read<C: Cluster>(
     cluster: &C,
     key: &ObjectKey,
+    freshness: Freshness,
     retry: &RetryPolicy,
 ) -> Result<Value, RouterError> {
     let mut attempt = 1;
     loop {
-        match cluster.get(key).await {
+        let result = match freshness {
+            Freshness::Cached => cluster.get(key).await,
+            Freshness::Latest => cluster.get_fresh(key).await,
+        };
+        match result {
             Ok(object) => return Ok(object),
             Err(e @ ClusterError::Transient { .. }) if attempt < retry.attempts => {
                 retry.pause(attempt, &e).await;
@@ -85,7 +99,7 @@ where
 {
     let mut pending = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        let mut doc = match read(cluster, key, retry).await {
+        let mut doc = match read(cluster, key, Freshness::Cached, retry).await {
             Err(RouterError::Cluster {
                 source: ClusterError::NotFound(_),
                 ..
@@ -127,7 +141,7 @@ where
         tracing::debug!(object = %key, attempt, error = %error, "write failed, retrying from a fresh read");
         retry.pause(attempt, &error).await;
         attempt += 1;
-        doc = read(cluster, key, retry).await?;
+        doc = read(cluster, key, Freshness::Latest, retry).await?;
         if !edit(&mut doc)? {
             // Someone else already made the change.
             return Ok(());

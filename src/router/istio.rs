@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tracing::instrument;
 
-use super::edit::{IfMissing, RetryPolicy, edit_all, read};
+use super::edit::{Freshness, IfMissing, RetryPolicy, edit_all, read};
 use super::{RouterError, TrafficRouter, Verification};
 use crate::cluster::{Cluster, IstioKind, ObjectKey};
 use crate::config::{RouterConfig, virtual_service_location};
@@ -105,7 +105,7 @@ impl<C: Cluster> IstioRouter<C> {
                 subset: None,
             });
         };
-        let dr = read(&self.cluster, &key, &self.retry).await?;
+        let dr = read(&self.cluster, &key, Freshness::Cached, &self.retry).await?;
         let host = dr
             .pointer("/spec/host")
             .and_then(Value::as_str)
@@ -247,7 +247,7 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
         let vss = Self::virtual_services(&config);
         for (i, key) in vss.keys.iter().enumerate() {
-            let mut doc = read(&self.cluster, key, &self.retry).await?;
+            let mut doc = read(&self.cluster, key, Freshness::Cached, &self.retry).await?;
             let ctx = VirtualServiceContext {
                 object: &vss.labels[i],
                 config: &config,
