@@ -1,1 +1,164 @@
-fn main() {}
+//! Conformance runner: every case under `tests/conformance/cases/` and,
+//! when `CONFORMANCE_CASES_DIR` is set, every `*.yaml` below it, through
+//! every transport. One line per case and transport; the last line is
+//! `conformance: N passed, M failed`. Exits non-zero when any case fails.
+
+#[path = "conformance/case.rs"]
+mod case;
+#[path = "conformance/expect.rs"]
+mod expect;
+#[path = "conformance/inprocess.rs"]
+mod inprocess;
+#[path = "conformance/session.rs"]
+mod session;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use case::{CallName, Case};
+use istio_router::model::Rollout;
+use session::Transport;
+
+fn transports() -> Vec<Box<dyn Transport>> {
+    vec![Box::new(inprocess::InProcess)]
+}
+
+/// The transports a case may name; those this build lacks are reported.
+const KNOWN_TRANSPORTS: [&str; 3] = ["inprocess", "netrpc", "grpc"];
+
+enum Verdict {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+fn main() -> ExitCode {
+    let mut files =
+        case::case_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases"));
+    if let Some(dir) = std::env::var_os("CONFORMANCE_CASES_DIR") {
+        files.extend(case::case_files(&PathBuf::from(dir)));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let transports = transports();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for file in &files {
+        let case = match case::load_checked(file) {
+            Ok(case) => case,
+            Err(e) => {
+                println!("FAIL {} [load]: {e}", file.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let wanted: Vec<String> = case
+            .transports
+            .clone()
+            .unwrap_or_else(|| KNOWN_TRANSPORTS.iter().map(|t| t.to_string()).collect());
+        for name in &wanted {
+            let verdict = match transports.iter().find(|t| t.name() == name) {
+                None if KNOWN_TRANSPORTS.contains(&name.as_str()) => {
+                    Verdict::Skip(format!("transport {name} is not built into this runner"))
+                }
+                None => Verdict::Fail(format!("unknown transport {name:?}")),
+                Some(transport) => match transport.cannot_run(&case) {
+                    Some(reason) => Verdict::Skip(reason),
+                    None => runtime.block_on(run_case(&case, transport.as_ref())),
+                },
+            };
+            match verdict {
+                Verdict::Pass => {
+                    passed += 1;
+                    println!("PASS {} [{name}]", case.name);
+                }
+                Verdict::Fail(why) => {
+                    failed += 1;
+                    println!("FAIL {} [{name}]: {why}", case.name);
+                }
+                Verdict::Skip(why) => {
+                    skipped += 1;
+                    println!("SKIP {} [{name}]: {why}", case.name);
+                }
+            }
+        }
+    }
+    if skipped > 0 {
+        println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
+    } else {
+        println!("conformance: {passed} passed, {failed} failed");
+    }
+    if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn parse_rollout(value: &serde_json::Value) -> Result<Rollout, String> {
+    let mut rollout = Rollout::from_json(value.clone()).map_err(|e| e.to_string())?;
+    if rollout.metadata.namespace.is_empty() {
+        rollout.metadata.namespace = "default".into();
+    }
+    Ok(rollout)
+}
+
+async fn run_case(case: &Case, transport: &dyn Transport) -> Verdict {
+    match try_run_case(case, transport).await {
+        Ok(()) => Verdict::Pass,
+        Err(why) => Verdict::Fail(why),
+    }
+}
+
+async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), String> {
+    let mut rollout = parse_rollout(&case.rollout).map_err(|e| format!("rollout: {e}"))?;
+    let mut session = transport.start(case).await?;
+    session
+        .apply(&case.objects, &rollout.metadata.namespace)
+        .await
+        .map_err(|e| format!("objects: {e}"))?;
+    let init = case::Call {
+        call: CallName::InitPlugin,
+        ..serde_yaml::from_str("call: InitPlugin").map_err(|e| e.to_string())?
+    };
+    let outcome = session.call(&init, &rollout).await;
+    if !outcome.error.is_empty() {
+        return Err(format!("InitPlugin failed: {}", outcome.error));
+    }
+    for (index, call) in case.calls.iter().enumerate() {
+        let at = format!("call {} ({:?})", index + 1, call.call);
+        if let Some(value) = &call.rollout {
+            rollout = parse_rollout(value).map_err(|e| format!("{at}: rollout: {e}"))?;
+        }
+        let namespace = rollout.metadata.namespace.clone();
+        session
+            .apply(&call.apply, &namespace)
+            .await
+            .map_err(|e| format!("{at}: apply: {e}"))?;
+        for gone in &call.delete {
+            let ns = gone.namespace.as_deref().unwrap_or(&namespace);
+            session
+                .delete(&gone.kind, ns, &gone.name)
+                .await
+                .map_err(|e| format!("{at}: delete: {e}"))?;
+        }
+        session.inject(&call.faults);
+        let writes_before = session.writes();
+        let outcome = session.call(call, &rollout).await;
+        session.clear_faults();
+        let writes = session.writes() - writes_before;
+        let problems =
+            expect::check(&call.expect, &outcome, writes, session.as_mut(), &namespace).await;
+        if !problems.is_empty() {
+            return Err(format!("{at}: {}", problems.join("; ")));
+        }
+    }
+    Ok(())
+}

@@ -173,3 +173,38 @@ pub trait Cluster: Send + Sync {
         rollout_name: &str,
     ) -> impl Future<Output = Result<Vec<ReplicaSetInfo>, ClusterError>> + Send;
 }
+
+/// A shared cluster is a cluster: lets tests and `simulate` keep a handle on
+/// the store the router writes to.
+impl<C: Cluster> Cluster for std::sync::Arc<C> {
+    fn init(&self) -> impl Future<Output = Result<(), ClusterError>> + Send {
+        C::init(self)
+    }
+
+    fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Value, ClusterError>> + Send {
+        C::get(self, key)
+    }
+
+    fn get_fresh(
+        &self,
+        key: &ObjectKey,
+    ) -> impl Future<Output = Result<Value, ClusterError>> + Send {
+        C::get_fresh(self, key)
+    }
+
+    fn replace(
+        &self,
+        key: &ObjectKey,
+        object: Value,
+    ) -> impl Future<Output = Result<Value, ClusterError>> + Send {
+        C::replace(self, key, object)
+    }
+
+    fn list_replica_sets(
+        &self,
+        namespace: &str,
+        rollout_name: &str,
+    ) -> impl Future<Output = Result<Vec<ReplicaSetInfo>, ClusterError>> + Send {
+        C::list_replica_sets(self, namespace, rollout_name)
+    }
+}

@@ -1,0 +1,199 @@
+//! The conformance case format (`../shared/conformance/FORMAT.md`), parsed.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use istio_router::model::{SetHeaderRoute, SetMirrorRoute, WeightDestination};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    #[serde(default)]
+    #[allow(dead_code)] // documentation for readers of the case
+    pub description: String,
+    #[serde(default = "default_plugin_name")]
+    pub plugin_name: String,
+    #[serde(default = "default_istio_api_version")]
+    pub istio_api_version: String,
+    #[serde(default)]
+    pub objects: Vec<Value>,
+    pub rollout: Value,
+    pub calls: Vec<Call>,
+    pub transports: Option<Vec<String>>,
+}
+
+fn default_plugin_name() -> String {
+    "conformance/istio".into()
+}
+
+fn default_istio_api_version() -> String {
+    "v1alpha3".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Call {
+    pub call: CallName,
+    #[serde(default)]
+    pub weight: i32,
+    #[serde(default)]
+    pub additional_destinations: Vec<WeightDestination>,
+    #[serde(default)]
+    pub canary_hash: String,
+    #[serde(default)]
+    pub stable_hash: String,
+    pub set_header_route: Option<SetHeaderRoute>,
+    pub set_mirror_route: Option<SetMirrorRoute>,
+    pub rollout: Option<Value>,
+    #[serde(default)]
+    pub apply: Vec<Value>,
+    #[serde(default)]
+    pub delete: Vec<ObjectRef>,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CallName {
+    InitPlugin,
+    Type,
+    UpdateHash,
+    SetWeight,
+    SetHeaderRoute,
+    SetMirrorRoute,
+    VerifyWeight,
+    RemoveManagedRoutes,
+    GetWeightUpdateDeadline,
+    ClearWeightUpdateDeadline,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub on: FaultOn,
+    pub resource: Option<String>,
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultOn {
+    Get,
+    List,
+    Write,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    Conflict,
+    Unavailable,
+    Error,
+    Timeout,
+    Disconnect,
+}
+
+/// `expect`. `verified` and `deadline` distinguish "absent" (not checked)
+/// from `null` (must be NotImplemented / no deadline).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(default)]
+    pub error: ErrorExpectation,
+    #[serde(default, deserialize_with = "present")]
+    pub verified: Option<Value>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    #[serde(default)]
+    pub objects: Vec<Value>,
+    #[serde(default)]
+    pub absent: Vec<ObjectRef>,
+    #[serde(default, rename = "absentAnnotations")]
+    pub absent_annotations: Vec<ObjectRef>,
+    pub writes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub deadline: Option<Value>,
+}
+
+/// Keeps an explicit `null` as `Some(Value::Null)`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ErrorExpectation {
+    Flag(bool),
+    Contains(String),
+}
+
+impl Default for ErrorExpectation {
+    fn default() -> Self {
+        ErrorExpectation::Flag(false)
+    }
+}
+
+/// Reads one case file; errors name the file and the field.
+pub fn load(path: &Path) -> Result<Case, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let value: Value = serde_yaml::from_str(&text).map_err(|e| format!("not YAML: {e}"))?;
+    serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+}
+
+/// Every `*.yaml` under `dir`, recursively, sorted.
+pub fn case_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The `networking.istio.io` versions a case may ask for.
+pub const ISTIO_API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
+
+/// Reads and checks one case.
+pub fn load_checked(path: &Path) -> Result<Case, String> {
+    let case = load(path)?;
+    if !ISTIO_API_VERSIONS.contains(&case.istio_api_version.as_str()) {
+        return Err(format!(
+            "istioApiVersion {:?} is not one of {ISTIO_API_VERSIONS:?}",
+            case.istio_api_version
+        ));
+    }
+    Ok(case)
+}

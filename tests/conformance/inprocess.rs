@@ -1,0 +1,231 @@
+//! The `inprocess` transport: the router called directly, over an
+//! in-memory cluster that injects the case's faults.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::case::{Call, CallName, Case, Fault, FaultKind, FaultOn};
+use super::session::{BoxFuture, Outcome, Session, Transport};
+use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
+use istio_router::model::Rollout;
+use istio_router::router::{IstioRouter, RetryPolicy, TrafficRouter};
+
+pub struct InProcess;
+
+impl Transport for InProcess {
+    fn name(&self) -> &'static str {
+        "inprocess"
+    }
+
+    fn cannot_run(&self, _case: &Case) -> Option<String> {
+        None
+    }
+
+    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Box<dyn Session>, String>> {
+        Box::pin(async move {
+            let cluster = Arc::new(FaultyCluster::default());
+            let router =
+                IstioRouter::new(cluster.clone(), &case.plugin_name).with_retry(RetryPolicy {
+                    attempts: 5,
+                    backoff: std::time::Duration::from_millis(1),
+                });
+            Ok(Box::new(InProcessSession { cluster, router }) as Box<dyn Session>)
+        })
+    }
+}
+
+/// A fault still to be injected, with the requests it has left.
+#[derive(Debug)]
+struct ArmedFault {
+    fault: Fault,
+    remaining: u32,
+}
+
+/// The in-memory cluster behind a fault injector that also counts every
+/// write request, failed ones included.
+#[derive(Debug, Default)]
+pub struct FaultyCluster {
+    store: InMemoryCluster,
+    faults: Mutex<Vec<ArmedFault>>,
+    writes: AtomicU64,
+}
+
+impl FaultyCluster {
+    fn fault(&self, operation: FaultOn, resource: &str) -> Result<(), ClusterError> {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(armed) = faults.iter_mut().find(|armed| {
+            armed.remaining > 0
+                && (armed.fault.on == operation || armed.fault.on == FaultOn::Any)
+                && armed
+                    .fault
+                    .resource
+                    .as_deref()
+                    .is_none_or(|r| r == resource)
+        }) else {
+            return Ok(());
+        };
+        armed.remaining -= 1;
+        let transient = |message: &str| ClusterError::Transient {
+            operation: format!("{operation:?} {resource}"),
+            message: message.to_string(),
+        };
+        Err(match armed.fault.kind {
+            FaultKind::Conflict => ClusterError::Conflict {
+                key: ObjectKey::new(
+                    istio_router::cluster::IstioKind::VirtualService,
+                    "",
+                    resource,
+                ),
+                message: "injected conflict".into(),
+            },
+            FaultKind::Unavailable => transient("503 Service Unavailable (injected)"),
+            FaultKind::Error => transient("500 Internal Server Error (injected)"),
+            FaultKind::Timeout => transient("request timed out (injected)"),
+            FaultKind::Disconnect => transient("connection closed mid-request (injected)"),
+        })
+    }
+}
+
+impl Cluster for FaultyCluster {
+    async fn get(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
+        self.fault(FaultOn::Get, key.kind.resource())?;
+        self.store.get(key).await
+    }
+
+    async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.fault(FaultOn::Write, key.kind.resource())?;
+        self.store.replace(key, object).await
+    }
+
+    async fn list_replica_sets(
+        &self,
+        namespace: &str,
+        rollout_name: &str,
+    ) -> Result<Vec<ReplicaSetInfo>, ClusterError> {
+        self.fault(FaultOn::List, "replicasets")?;
+        self.store.list_replica_sets(namespace, rollout_name).await
+    }
+}
+
+struct InProcessSession {
+    cluster: Arc<FaultyCluster>,
+    router: IstioRouter<Arc<FaultyCluster>>,
+}
+
+impl Session for InProcessSession {
+    fn apply(
+        &mut self,
+        objects: &[Value],
+        default_namespace: &str,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        let result = self
+            .cluster
+            .store
+            .apply(objects.iter().cloned(), default_namespace)
+            .map_err(|e| e.to_string());
+        Box::pin(async move { result })
+    }
+
+    fn delete(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        self.cluster.store.delete(kind, namespace, name);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn inject(&mut self, faults: &[Fault]) {
+        let mut armed = self
+            .cluster
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        armed.extend(faults.iter().map(|fault| ArmedFault {
+            fault: fault.clone(),
+            remaining: fault.times,
+        }));
+    }
+
+    fn clear_faults(&mut self) {
+        self.cluster
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn object(&mut self, kind: &str, namespace: &str, name: &str) -> BoxFuture<'_, Option<Value>> {
+        let object = self.cluster.store.object(kind, namespace, name);
+        Box::pin(async move { object })
+    }
+
+    fn writes(&mut self) -> u64 {
+        self.cluster.writes.load(Ordering::SeqCst)
+    }
+
+    fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let router = &self.router;
+            let mut outcome = Outcome::default();
+            let result = match call.call {
+                CallName::InitPlugin => router.init_plugin().await,
+                CallName::Type => {
+                    outcome.type_name = Some(router.router_type().to_string());
+                    Ok(())
+                }
+                CallName::UpdateHash => {
+                    router
+                        .update_hash(
+                            rollout,
+                            &call.canary_hash,
+                            &call.stable_hash,
+                            &call.additional_destinations,
+                        )
+                        .await
+                }
+                CallName::SetWeight => {
+                    router
+                        .set_weight(rollout, call.weight, &call.additional_destinations)
+                        .await
+                }
+                CallName::SetHeaderRoute => {
+                    router
+                        .set_header_route(
+                            rollout,
+                            &call.set_header_route.clone().unwrap_or_default(),
+                        )
+                        .await
+                }
+                CallName::SetMirrorRoute => {
+                    router
+                        .set_mirror_route(
+                            rollout,
+                            &call.set_mirror_route.clone().unwrap_or_default(),
+                        )
+                        .await
+                }
+                CallName::VerifyWeight => router
+                    .verify_weight(rollout, call.weight, &call.additional_destinations)
+                    .await
+                    .map(|v| outcome.verified = Some(v)),
+                CallName::RemoveManagedRoutes => router.remove_managed_routes(rollout).await,
+                CallName::GetWeightUpdateDeadline => router
+                    .get_weight_update_deadline(rollout)
+                    .await
+                    .map(|deadline| outcome.deadline = deadline.map(super::expect::rfc3339)),
+                CallName::ClearWeightUpdateDeadline => {
+                    router.clear_weight_update_deadline(rollout).await
+                }
+            };
+            if let Err(e) = result {
+                outcome.error = e.to_string();
+            }
+            outcome
+        })
+    }
+}
