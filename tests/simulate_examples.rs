@@ -1,0 +1,135 @@
+//! `simulate` plays every example in `examples/` to full promotion, and a
+//! broken manifest stops it with one line naming the file and the field.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn simulate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        .arg("simulate")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The final objects of a simulation, from `--output yaml`.
+fn final_objects(example: &Path) -> Vec<Value> {
+    let out = simulate(&["--rollout", example.to_str().expect("utf-8 path"), "--output", "yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8 output");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
+        .collect()
+}
+
+fn all_weights(object: &Value) -> Vec<i64> {
+    let mut weights = Vec::new();
+    for kind in ["http", "tcp", "tls"] {
+        for route in object["spec"][kind].as_array().into_iter().flatten() {
+            for d in route["route"].as_array().into_iter().flatten() {
+                weights.push(d["weight"].as_i64().unwrap_or(0));
+            }
+        }
+    }
+    weights
+}
+
+#[test]
+fn every_example_plays_to_full_promotion() {
+    let files = examples();
+    assert!(files.len() >= 5, "expected the five example setups, found {files:?}");
+    for example in files {
+        let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {}", example.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("fully promoted"), "{}:\n{stdout}", example.display());
+        assert!(!stdout.contains("NotVerified"), "{}:\n{stdout}", example.display());
+        assert!(stdout.contains("SetWeight(100)"), "{}: reaches maxTrafficWeight", example.display());
+        // Something changed along the way, shown as a diff.
+        assert!(stdout.contains("     +") && stdout.contains("     -"), "{}:\n{stdout}", example.display());
+
+        // After promotion: all traffic on stable, no managed route left.
+        for object in final_objects(&example) {
+            if object["kind"] == "VirtualService" {
+                let routes = object["spec"]["http"].as_array().cloned().unwrap_or_default();
+                assert!(routes.iter().all(|r| r.get("mirror").is_none()), "{}: {object}", example.display());
+                let weights = all_weights(&object);
+                assert!(weights.contains(&100) && weights.iter().all(|w| *w == 0 || *w == 100), "{}: {weights:?}", example.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn subset_example_labels_both_subsets_with_the_new_hash_after_promotion() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/subset-split.yaml");
+    let objects = final_objects(&example);
+    let dr = objects.iter().find(|o| o["kind"] == "DestinationRule").expect("the DestinationRule");
+    let hashes: Vec<&str> = dr["spec"]["subsets"]
+        .as_array()
+        .expect("subsets")
+        .iter()
+        .map(|s| s["labels"]["rollouts-pod-template-hash"].as_str().expect("hash label"))
+        .collect();
+    assert_eq!(hashes.len(), 2);
+    assert_eq!(hashes[0], hashes[1], "promoted: both subsets select the new pods");
+    assert_eq!(dr["spec"]["trafficPolicy"]["loadBalancer"]["simple"], "LEAST_REQUEST");
+}
+
+#[test]
+fn header_example_adds_then_removes_the_header_route() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/header-route.yaml");
+    let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("SetHeaderRoute(canary-testers)"), "{stdout}");
+    assert!(stdout.contains("+  - name: canary-testers"), "{stdout}");
+    assert!(stdout.contains("-  - name: canary-testers"), "{stdout}");
+}
+
+#[test]
+fn the_embedded_default_runs_without_arguments() {
+    let out = simulate(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fully promoted"));
+}
+
+#[test]
+fn an_invalid_manifest_gives_one_line_naming_file_and_field() {
+    let dir = std::env::temp_dir().join(format!("simulate-invalid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cases = [
+        ("wrong-type.yaml", "setWeight: twenty", "spec.strategy.canary.steps[0].setWeight"),
+        ("unknown-key.yaml", "setWeight: 20", "virtualServce"),
+    ];
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/host-split.yaml"))
+        .expect("example");
+    for (name, step, field) in cases {
+        let mut text = base.replacen("- setWeight: 20", &format!("- {step}"), 1);
+        if field == "virtualServce" {
+            text = text.replacen("virtualService:", "virtualServce:", 1);
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        let out = simulate(&["--rollout", path.to_str().expect("utf-8 path")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} should fail");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line, got:\n{stderr}");
+        assert!(stderr.contains(name) && stderr.contains(field), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
