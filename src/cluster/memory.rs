@@ -142,7 +142,13 @@ impl Cluster for InMemoryCluster {
                 ),
             });
         }
-        object["metadata"]["resourceVersion"] = json!(self.bump());
+        let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return Err(ClusterError::Rejected {
+                operation: format!("replacing {key}"),
+                message: "the object has no metadata".into(),
+            });
+        };
+        metadata.insert("resourceVersion".into(), json!(self.bump()));
         *stored = object.clone();
         Ok(object)
     }
