@@ -1,10 +1,9 @@
 //! SetHeaderRoute (§7): a managed HTTP route that sends requests matching
 //! headers to the canary.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::json;
-use super::managed_routes::{order_routes, remove_route};
+use super::managed_routes::{Placement, replace_named_route};
 use super::selection;
 use super::{CanaryTarget, CoreError, VirtualServiceContext};
 use crate::model::{SetHeaderRoute, StringMatch};
@@ -18,36 +17,19 @@ pub fn set_header_route(
     target: &CanaryTarget,
 ) -> Result<bool, CoreError> {
     let matches = header_matches(step)?;
-    let mut edited = doc.clone();
-    remove_route(&mut edited, &step.name).map_err(|e| ctx.error(e))?;
-    if !matches.is_empty() {
+    let route = (!matches.is_empty()).then(|| {
         let port = selection::first_weighted_http_route(doc, ctx)
             .ok()
             .flatten()
             .and_then(|route| route.pointer("/route/0/destination/port/number"))
-            .and_then(Value::as_i64)
-            .filter(|&p| p > 0);
-        let mut destination = Map::new();
-        destination.insert("host".into(), json!(target.host));
-        if let Some(port) = port {
-            destination.insert("port".into(), json!({"number": port}));
-        }
-        if let Some(subset) = &target.subset {
-            destination.insert("subset".into(), json!(subset));
-        }
-        let route = json!({
+            .filter(|p| p.as_i64().is_some_and(|p| p > 0));
+        json!({
             "name": step.name,
             "match": matches,
-            "route": [{"destination": destination, "weight": 100}],
-        });
-        if let Some(routes) = json::routes_mut(&mut edited, json::RouteKind::Http) {
-            routes.push(route);
-        }
-    }
-    order_routes(&mut edited, ctx.config).map_err(|e| ctx.error(e))?;
-    let changed = edited != *doc;
-    *doc = edited;
-    Ok(changed)
+            "route": [{"destination": target.destination(port), "weight": 100}],
+        })
+    });
+    replace_named_route(doc, ctx, &step.name, route, Placement::Last)
 }
 
 /// `[{headers: {<name>: {exact|prefix|regex: v}}}, …]`, one entry per match

@@ -27,6 +27,39 @@ fn remove_routes_where(doc: &mut Value, doomed: impl Fn(&str) -> bool) -> Result
     Ok(routes.len() != before)
 }
 
+/// Where a step's route goes before the managedRoutes ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Mirror routes: before everything, so they see requests first.
+    First,
+    /// Header routes: after everything (managedRoutes ordering then lifts them).
+    Last,
+}
+
+/// Replaces the HTTP routes named `name` by `route` (only removes them when
+/// `route` is `None`), then orders by managedRoutes. Returns whether the
+/// document changed; on error it is left untouched.
+pub fn replace_named_route(
+    doc: &mut Value,
+    ctx: &VirtualServiceContext<'_>,
+    name: &str,
+    route: Option<Value>,
+    placement: Placement,
+) -> Result<bool, CoreError> {
+    let mut edited = doc.clone();
+    remove_route(&mut edited, name).map_err(|e| ctx.error(e))?;
+    if let (Some(route), Some(routes)) = (route, json::routes_mut(&mut edited, RouteKind::Http)) {
+        match placement {
+            Placement::First => routes.insert(0, route),
+            Placement::Last => routes.push(route),
+        }
+    }
+    order_routes(&mut edited, ctx.config).map_err(|e| ctx.error(e))?;
+    let changed = edited != *doc;
+    *doc = edited;
+    Ok(changed)
+}
+
 /// Puts the managed routes first, in `managedRoutes` order, then the others
 /// in their current order (§9.2). Each route appears exactly once, whatever
 /// the names (Q12 fix). Without `managedRoutes` the order is left alone.

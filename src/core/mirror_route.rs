@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::header_route::string_match;
 use super::json;
-use super::managed_routes::{order_routes, remove_route};
+use super::managed_routes::{Placement, replace_named_route};
 use super::selection;
 use super::{CanaryTarget, CoreError, VirtualServiceContext};
 use crate::model::SetMirrorRoute;
@@ -26,9 +26,9 @@ pub fn set_mirror_route(
             step.name
         )));
     }
-    let mut edited = doc.clone();
-    remove_route(&mut edited, &step.name).map_err(|e| ctx.error(e))?;
-    if !matches.is_empty() {
+    let route = if matches.is_empty() {
+        None
+    } else {
         let weighted = selection::first_weighted_http_route(doc, ctx)
             .map_err(|e| ctx.error(format!("cannot build mirror route '{}': {e}", step.name)))?
             .ok_or_else(|| {
@@ -38,37 +38,24 @@ pub fn set_mirror_route(
                 ))
             })?;
         let route = copy_destinations(weighted).map_err(|e| ctx.error(e))?;
-        let mut mirror = Map::new();
-        mirror.insert("host".into(), json!(target.host));
-        if let Some(subset) = &target.subset {
-            mirror.insert("subset".into(), json!(subset));
-        }
-        if let Some(port) = route
+        let port = route
             .first()
-            .and_then(|d| d.pointer("/destination/port/number"))
-        {
-            mirror.insert("port".into(), json!({"number": port}));
-        }
+            .and_then(|d| d.pointer("/destination/port/number"));
+        let mirror = target.destination(port);
         let mirror_percentage = if percentage == 0 {
             json!({})
         } else {
             json!({"value": percentage})
         };
-        let mirror_route = json!({
+        Some(json!({
             "name": step.name,
             "match": matches,
             "route": route,
             "mirror": mirror,
             "mirrorPercentage": mirror_percentage,
-        });
-        if let Some(routes) = json::routes_mut(&mut edited, json::RouteKind::Http) {
-            routes.insert(0, mirror_route);
-        }
-    }
-    order_routes(&mut edited, ctx.config).map_err(|e| ctx.error(e))?;
-    let changed = edited != *doc;
-    *doc = edited;
-    Ok(changed)
+        }))
+    };
+    replace_named_route(doc, ctx, &step.name, route, Placement::First)
 }
 
 /// `[{method?, uri?, headers?}, …]`; the step's `path` is Istio's `uri`.

@@ -73,3 +73,18 @@ pub struct CanaryTarget {
     pub host: String,
     pub subset: Option<String>,
 }
+
+impl CanaryTarget {
+    /// `{host, subset?, port: {number}?}`, an Istio Destination.
+    pub(crate) fn destination(&self, port: Option<&serde_json::Value>) -> serde_json::Value {
+        let mut destination = serde_json::Map::new();
+        destination.insert("host".into(), self.host.clone().into());
+        if let Some(subset) = &self.subset {
+            destination.insert("subset".into(), subset.clone().into());
+        }
+        if let Some(port) = port {
+            destination.insert("port".into(), serde_json::json!({"number": port}));
+        }
+        serde_json::Value::Object(destination)
+    }
+}
