@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use istio_router::cluster::InMemoryCluster;
+use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
 use istio_router::router::IstioRouter;
 use istio_router::transport::grpc::proto::health::HealthCheckRequest;
 use istio_router::transport::grpc::proto::health::health_check_response::ServingStatus;
@@ -478,4 +478,57 @@ async fn broker_knocks_are_refused_with_an_ack() {
     let knock = ack.knock.expect("knock fields");
     assert!(knock.knock && knock.ack);
     assert!(knock.error.contains('7'), "{}", knock.error);
+}
+
+/// A cluster whose reads never answer, like an API server that hangs; it
+/// reports each read it receives.
+struct HungCluster {
+    reads: mpsc::UnboundedSender<()>,
+}
+
+impl Cluster for HungCluster {
+    async fn get(&self, _key: &ObjectKey) -> Result<Value, ClusterError> {
+        let _ = self.reads.send(());
+        std::future::pending().await
+    }
+
+    async fn replace(&self, _key: &ObjectKey, _object: Value) -> Result<Value, ClusterError> {
+        std::future::pending().await
+    }
+
+    async fn list_replica_sets(
+        &self,
+        _namespace: &str,
+        _rollout_name: &str,
+    ) -> Result<Vec<ReplicaSetInfo>, ClusterError> {
+        std::future::pending().await
+    }
+}
+
+/// `serve` returns after the drain timeout even while a call is stuck, so
+/// the process can exit before the host kills it.
+#[tokio::test]
+async fn a_hung_call_does_not_hold_shutdown_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("plugin.sock");
+    let listener = UnixListener::bind(&socket).expect("bind unix socket");
+    let (reads, mut read_started) = mpsc::unbounded_channel();
+    let router = Arc::new(IstioRouter::new(HungCluster { reads }, PLUGIN));
+    let server = tokio::spawn(grpc::serve(listener, router, std::future::pending()));
+    let channel = grpc::connect(&socket).await.expect("connect");
+
+    let mut client = TrafficRouterPluginClient::new(channel.clone());
+    tokio::spawn(async move { client.set_weight(set_weight(rollout(), 30)).await });
+    within(read_started.recv())
+        .await
+        .expect("SetWeight reads the cluster");
+
+    GrpcControllerClient::new(channel)
+        .shutdown(Empty {})
+        .await
+        .expect("Shutdown answered");
+    within(server)
+        .await
+        .expect("serve task panicked")
+        .expect("serve returns cleanly");
 }

@@ -50,7 +50,7 @@ pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
 /// How long in-flight calls may run on after a shutdown request. The host
 /// kills the plugin 2 s after `Shutdown` returns, so stop before that.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
@@ -67,6 +67,10 @@ pub enum GrpcError {
 /// Serves `router` and go-plugin's services on `listener` until the host
 /// calls `plugin.GRPCController/Shutdown` or `shutdown` completes, then lets
 /// in-flight calls finish (for at most [`DRAIN_TIMEOUT`]) and returns.
+///
+/// A call still running after that is abandoned, not cancelled: its
+/// connection task lives until the process exits, which the caller is
+/// expected to do once this returns.
 pub async fn serve<R, F>(
     listener: UnixListener,
     router: Arc<R>,
