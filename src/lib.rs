@@ -12,3 +12,4 @@ pub mod core;
 pub mod model;
 pub mod router;
 pub mod simulate;
+pub mod transport;
