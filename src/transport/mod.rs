@@ -1,0 +1,3 @@
+//! Transports that carry the controller's calls to a [`crate::router::TrafficRouter`].
+
+pub mod netrpc;
