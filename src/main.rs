@@ -108,8 +108,12 @@ fn main() -> ExitCode {
         None if process::launched_by_host() => match serve(cli.serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "plugin failed");
-                eprintln!("error: {e:#}");
+                // Once logging is up, stderr carries hclog JSON lines only.
+                if tracing::dispatcher::has_been_set() {
+                    tracing::error!(error = format!("{e:#}"), "plugin failed");
+                } else {
+                    eprintln!("error: {e:#}");
+                }
                 ExitCode::FAILURE
             }
         },

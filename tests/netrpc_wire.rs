@@ -257,6 +257,16 @@ async fn a_host_writing_past_the_initial_window_is_not_blocked() {
     }
     assert_eq!(set_weights, 4 + repeats);
     host.ping().await.unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", plugin.child.id()));
+    let rss = status
+        .iter()
+        .flat_map(|s| s.lines())
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+        .collect::<Vec<_>>();
+    eprintln!(
+        "plugin memory after {} bytes of requests: {rss:?}",
+        bytes.len()
+    );
 }
 
 /// 64 calls in flight at once on one stream, one per rollout: each reply
@@ -464,4 +474,100 @@ async fn sigint_is_ignored() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     host.ping().await.unwrap();
     assert!(plugin.wait_exit(Duration::ZERO).is_none());
+}
+
+#[test]
+fn the_socket_is_shared_with_plugin_unix_socket_group() {
+    // SAFETY: getgid has no preconditions.
+    let gid = unsafe { libc::getgid() };
+    let plugin =
+        PluginProcess::spawn_with_env(&[], &[("PLUGIN_UNIX_SOCKET_GROUP", &gid.to_string())]);
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let socket = std::fs::metadata(&plugin.socket).unwrap();
+    assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+    assert_eq!(socket.gid(), gid);
+    let dir = std::fs::metadata(&plugin.socket_dir).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o750);
+}
+
+/// Rust ignores SIGPIPE: logging into a closed stderr must not kill or
+/// stall the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_does_not_stop_the_plugin() {
+    let mut plugin = PluginProcess::spawn(&["--log-level", "trace"]);
+    plugin.close_stderr();
+    let host = Host::connect(&plugin.socket).await;
+    let mut conn = PluginConn::new(host.plugin_stream().await);
+    for seq in 0..20 {
+        conn.call("Plugin.SetWeight", seq, set_weight_args("team", "app", 10))
+            .await;
+        assert_eq!(conn.reply().await.seq, seq);
+    }
+    host.ping().await.unwrap();
+    assert!(plugin.wait_exit(Duration::ZERO).is_none());
+}
+
+/// Latency and throughput of SetWeight through a go-plugin host against the
+/// real server code and a populated cluster. Prints numbers; run with
+/// `cargo test --release --test netrpc_wire -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check"]
+async fn measure_set_weight_latency_and_throughput() {
+    let cluster = InMemoryCluster::new();
+    cluster
+        .apply(
+            (0..16).map(|i| virtual_service("team", &format!("app-{i}"))),
+            "team",
+        )
+        .unwrap();
+    let router = Arc::new(IstioRouter::new(cluster, "argoproj-labs/istio"));
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    tokio::spawn(serve_connection(theirs, router));
+    let host = Host::connect_io(ours).await;
+    let client = go_netrpc::Client::new(host.plugin_stream().await);
+    let args: Vec<_> = (0..16)
+        .map(|i| set_weight_args("team", &format!("app-{i}"), 10 + i))
+        .collect();
+    let mut times = Vec::new();
+    for n in 0..2000 {
+        let started = Instant::now();
+        let reply: RpcError = client
+            .call("Plugin.SetWeight", &args[n % 16])
+            .await
+            .unwrap();
+        times.push(started.elapsed());
+        assert_eq!(reply, RpcError::default());
+    }
+    times.sort();
+    eprintln!(
+        "sequential SetWeight: p50 {:?}, p99 {:?}",
+        times[times.len() / 2],
+        times[times.len() * 99 / 100]
+    );
+    let client = Arc::new(client);
+    let args = Arc::new(args);
+    let started = Instant::now();
+    let per_caller = 1000;
+    let mut callers = Vec::new();
+    for caller in 0..16 {
+        let (client, args) = (client.clone(), args.clone());
+        callers.push(tokio::spawn(async move {
+            for _ in 0..per_caller {
+                let reply: RpcError = client
+                    .call("Plugin.SetWeight", &args[caller])
+                    .await
+                    .unwrap();
+                assert_eq!(reply, RpcError::default());
+            }
+        }));
+    }
+    for c in callers {
+        c.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "16 concurrent callers: {} calls in {elapsed:?} = {:.0} calls/s",
+        16 * per_caller,
+        (16 * per_caller) as f64 / elapsed.as_secs_f64()
+    );
 }

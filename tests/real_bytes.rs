@@ -42,14 +42,25 @@ fn messages(bytes: &[u8]) -> Vec<&[u8]> {
 
 /// Every request in `bytes`, decoded with one stream decoder.
 fn decode_stream(bytes: &[u8]) -> Vec<(RawRequest, Call)> {
+    decode_stream_timed(bytes)
+        .into_iter()
+        .map(|(r, c, _)| (r, c))
+        .collect()
+}
+
+/// The same, with the time from each request's first message to its call.
+fn decode_stream_timed(bytes: &[u8]) -> Vec<(RawRequest, Call, std::time::Duration)> {
     let mut stream = RequestStream::new();
     let mut out = Vec::new();
+    let mut started = None;
     for msg in messages(bytes) {
+        let began = *started.get_or_insert_with(Instant::now);
         if let Some(raw) = stream.push(msg).expect("header decodes") {
             let body = raw.body.clone().expect("body decodes");
             let call = decode_call(&mut stream.values, &raw.header.service_method, &body)
                 .unwrap_or_else(|e| panic!("{}: {e}", raw.header.service_method));
-            out.push((raw, call));
+            out.push((raw, call, began.elapsed()));
+            started = None;
         }
     }
     out
@@ -187,13 +198,15 @@ fn the_whole_recorded_stream_decodes_call_by_call() {
         let bytes =
             std::fs::read(fixtures().join(scenario).join("wire/plugin-stream.c2s.gob")).unwrap();
         let started = Instant::now();
-        let decoded = decode_stream(&bytes);
+        let timed = decode_stream_timed(&bytes);
         eprintln!(
-            "{scenario}: whole stream ({} bytes, {} calls) decoded in {:?}",
+            "{scenario}: whole stream ({} bytes, {} calls) decoded in {:?}; per call: {:?}",
             bytes.len(),
-            decoded.len(),
-            started.elapsed()
+            timed.len(),
+            started.elapsed(),
+            timed.iter().map(|t| t.2).collect::<Vec<_>>()
         );
+        let decoded: Vec<_> = timed.into_iter().map(|(r, c, _)| (r, c)).collect();
         let recorded = recorded_calls(scenario);
         assert_eq!(decoded.len(), recorded.len(), "{scenario}: number of calls");
         for ((raw, call), (stem, args)) in decoded.iter().zip(&recorded) {

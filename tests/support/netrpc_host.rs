@@ -32,12 +32,17 @@ pub struct PluginProcess {
     /// [`PluginProcess::close_stdout`].
     stdout: Option<BufReader<ChildStdout>>,
     pub stderr_lines: Arc<Mutex<Vec<String>>>,
+    close_stderr: Option<std::sync::mpsc::Sender<()>>,
     base_dir: PathBuf,
 }
 
 impl PluginProcess {
     /// Starts the binary as the controller does and reads the handshake.
     pub fn spawn(args: &[&str]) -> PluginProcess {
+        PluginProcess::spawn_with_env(args, &[])
+    }
+
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> PluginProcess {
         let base_dir = std::env::temp_dir().join(format!(
             "netrpc-test-{}-{}",
             std::process::id(),
@@ -51,6 +56,7 @@ impl PluginProcess {
             .env("PLUGIN_MIN_PORT", "10000")
             .env("PLUGIN_MAX_PORT", "25000")
             .env("PLUGIN_UNIX_SOCKET_DIR", &base_dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -59,10 +65,19 @@ impl PluginProcess {
         let stderr = child.stderr.take().unwrap();
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
         let lines = stderr_lines.clone();
+        let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                lines.lock().unwrap().push(line);
+            let mut reader = BufReader::new(stderr);
+            loop {
+                if close_rx.try_recv().is_ok() {
+                    // Dropping the reader closes our end of the pipe.
+                    return;
+                }
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => lines.lock().unwrap().push(line.trim_end().to_string()),
+                }
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -87,7 +102,15 @@ impl PluginProcess {
             socket_dir,
             stdout: Some(reader),
             stderr_lines,
+            close_stderr: Some(close_tx),
             base_dir,
+        }
+    }
+
+    /// Closes our end of the plugin's stderr (after the next line it writes).
+    pub fn close_stderr(&mut self) {
+        if let Some(tx) = self.close_stderr.take() {
+            let _ = tx.send(());
         }
     }
 

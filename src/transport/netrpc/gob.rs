@@ -283,6 +283,21 @@ pub enum Schema {
     Map(&'static Schema),
 }
 
+impl Schema {
+    fn kind(&self) -> &'static str {
+        match self {
+            Schema::Str => "string",
+            Schema::Int => "int",
+            Schema::Uint => "uint",
+            Schema::Bool => "bool",
+            Schema::RawJson => "bytes (JSON)",
+            Schema::IntOrString | Schema::Struct(_) => "struct",
+            Schema::Slice(_) => "slice",
+            Schema::Map(_) => "map[string]",
+        }
+    }
+}
+
 /// One field of a [`Schema::Struct`]: the Go name on the wire and the JSON
 /// name in the output.
 #[derive(Debug)]
@@ -381,8 +396,9 @@ impl ValueDecoder {
         }
         if !self.compatible(schema, wire) {
             return Err(GobError::Mismatch(format!(
-                "wrong type: got {}, want {schema:?}",
-                self.types.describe(wire)
+                "wrong type: got {}, want {}",
+                self.types.describe(wire),
+                schema.kind()
             )));
         }
         Ok(match schema {
