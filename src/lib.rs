@@ -9,7 +9,9 @@
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod logging;
 pub mod model;
+pub mod process;
 pub mod router;
 pub mod simulate;
 pub mod transport;

@@ -1,10 +1,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use istio_router::cluster::InMemoryCluster;
+use istio_router::config::DEFAULT_PLUGIN_NAME;
+use istio_router::router::IstioRouter;
 use istio_router::simulate::{self, Output, Scenario};
+use istio_router::transport::netrpc;
+use istio_router::{logging, process};
 
 /// Argo Rollouts traffic-router plugin for Istio.
 ///
@@ -17,6 +23,40 @@ use istio_router::simulate::{self, Output, Scenario};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// How the plugin serves when the controller starts it.
+#[derive(Args)]
+struct ServeArgs {
+    /// The key under trafficRouting.plugins holding this plugin's configuration.
+    #[arg(long, default_value = DEFAULT_PLUGIN_NAME)]
+    plugin_name: String,
+    /// The Istio networking API version to read and write.
+    #[arg(long, default_value = "v1alpha3")]
+    istio_api_version: String,
+    /// trace, debug, info, warn or error (hclog JSON lines on stderr).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// The go-plugin protocol to serve.
+    #[arg(long, value_enum, default_value_t = Protocol::Netrpc)]
+    protocol: Protocol,
+    /// Kubernetes client queries per second.
+    #[arg(long, default_value_t = 50.0)]
+    kube_qps: f32,
+    /// Kubernetes client burst above --kube-qps.
+    #[arg(long, default_value_t = 100)]
+    kube_burst: u32,
+    /// Timeout of one Kubernetes API request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    kube_timeout: u64,
+}
+
+/// The Argo Rollouts controller only speaks net/rpc.
+#[derive(Clone, Copy, ValueEnum)]
+enum Protocol {
+    Netrpc,
 }
 
 #[derive(Subcommand)]
@@ -65,11 +105,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        None if process::launched_by_host() => match serve(cli.serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // Once logging is up, stderr carries hclog JSON lines only.
+                if tracing::dispatcher::has_been_set() {
+                    tracing::error!(error = format!("{e:#}"), "plugin failed");
+                } else {
+                    eprintln!("error: {e:#}");
+                }
+                ExitCode::FAILURE
+            }
+        },
         None => {
             eprintln!(
                 "This binary is an Argo Rollouts traffic-router plugin for Istio. \
-                 The Argo Rollouts controller starts it; it is not meant to be run by hand.\n\
+                 The Argo Rollouts controller starts it (with {}={} set) and talks to it \
+                 over go-plugin net/rpc; it is not meant to be run by hand.\n\
                  Try `{} simulate` to see what it does, or --help.",
+                process::MAGIC_COOKIE_KEY,
+                process::MAGIC_COOKIE_VALUE,
                 env!("CARGO_BIN_NAME")
             );
             ExitCode::FAILURE
@@ -95,4 +150,40 @@ fn run_simulate(
         .enable_all()
         .build()?;
     Ok(runtime.block_on(simulate::run(&scenario, output))?)
+}
+
+/// Serves the controller until it quits or goes away, then removes the socket.
+fn serve(args: ServeArgs) -> Result<()> {
+    logging::init(&args.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let Protocol::Netrpc = args.protocol;
+        let mut socket = process::announce("netrpc")?;
+        let listener = socket
+            .take_listener()
+            .context("the plugin socket has no listener")?;
+        tracing::info!(
+            plugin_name = %args.plugin_name,
+            istio_api_version = %args.istio_api_version,
+            kube_qps = args.kube_qps,
+            kube_burst = args.kube_burst,
+            kube_timeout_s = args.kube_timeout,
+            socket = %socket.path().display(),
+            "serving"
+        );
+        let router = Arc::new(IstioRouter::new(InMemoryCluster::new(), args.plugin_name)); // MERGE: replace with KubeCluster
+        let ended = tokio::select! {
+            ended = netrpc::serve(listener, router) => Some(ended?),
+            () = process::stdout_closed() => None,
+        };
+        match ended {
+            Some(ended) => tracing::info!(?ended, "host connection ended, exiting"),
+            None => tracing::info!("host closed our stdout, exiting"),
+        }
+        socket.remove();
+        Ok(())
+    })
 }
