@@ -364,6 +364,27 @@ async fn writes_go_through_to_the_cache() {
 }
 
 #[tokio::test]
+async fn calls_before_init_connect_on_their_own() {
+    let server = ApiServer::start().await;
+    let mut object = vs("web", 0);
+    object["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
+    server.apply(vec![object], "ns");
+    let dir = temp_dir();
+    let path = dir.0.join("kubeconfig");
+    server.kubeconfig(&path).unwrap();
+    let cluster = KubeCluster::new(KubeClusterOptions {
+        kubeconfig: Some(path),
+        ..options()
+    });
+    let read = cluster.get(&key("web")).await.unwrap();
+    assert_eq!(read["spec"], vs("web", 0)["spec"]);
+    // Kept out of the cache: the plugin never reads them.
+    assert_eq!(read["metadata"].get("managedFields"), None);
+    cluster.init().await.unwrap();
+    assert_eq!(cluster.get(&key("web")).await.unwrap(), read);
+}
+
+#[tokio::test]
 async fn a_missing_kubeconfig_is_a_clear_error() {
     let cluster = KubeCluster::new(KubeClusterOptions {
         kubeconfig: Some(PathBuf::from("/nonexistent/kubeconfig")),

@@ -28,6 +28,8 @@ use super::{Cluster, ClusterError, IstioKind, ObjectKey, ReplicaSetInfo};
 const ISTIO_GROUP: &str = "networking.istio.io";
 /// Server-side bound of one watch request; below kube-rs' read timeout.
 const WATCH_SECONDS: u32 = 290;
+/// A watch with no traffic for this long is presumed dead.
+const WATCH_IDLE: Duration = Duration::from_secs(WATCH_SECONDS as u64 + 30);
 /// Longest pause between attempts to re-establish a failed list or watch.
 const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -260,10 +262,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn to_value(object: &DynamicObject, operation: impl Fn() -> String) -> Result<Value, ClusterError> {
-    serde_json::to_value(object).map_err(|e| ClusterError::Transient {
+    json_of(object).map_err(|e| ClusterError::Transient {
         operation: operation(),
         message: format!("cannot represent the answer as JSON: {e}"),
     })
+}
+
+/// The object as JSON, without `metadata.managedFields`: they are often the
+/// bulk of an object, the plugin never reads them, and an update that omits
+/// them leaves them unchanged on the server.
+fn json_of(object: &DynamicObject) -> Result<Value, serde_json::Error> {
+    let mut value = serde_json::to_value(object)?;
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    Ok(value)
 }
 
 /// 404 → NotFound, 409 → Conflict, 5xx / 429 / transport → Transient, other
@@ -429,10 +442,7 @@ impl Watcher {
             let cache = self.cache.upgrade()?;
             let failure = match listed {
                 Ok(Ok(list)) => {
-                    let items = list
-                        .items
-                        .iter()
-                        .filter_map(|o| serde_json::to_value(o).ok());
+                    let items = list.items.iter().filter_map(|o| json_of(o).ok());
                     cache.reset(items.collect());
                     cache.set_state(SyncState::Synced);
                     backoff.reset();
@@ -479,19 +489,21 @@ impl Watcher {
             backoff.reset();
             drop(cache);
             let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.next().await {
+            // A connection that went silent (no event, not even the server's
+            // end of the watch) is given up and the watch re-established.
+            while let Ok(Some(event)) = tokio::time::timeout(WATCH_IDLE, stream.next()).await {
                 let Some(cache) = self.cache.upgrade() else {
                     return WatchEnd::Unused;
                 };
                 match event {
                     Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
-                        if let Ok(object) = serde_json::to_value(&object) {
+                        if let Ok(object) = json_of(&object) {
                             version = object_version(&object, version);
                             cache.store_if_newer(object);
                         }
                     }
                     Ok(WatchEvent::Deleted(object)) => {
-                        if let Ok(object) = serde_json::to_value(&object) {
+                        if let Ok(object) = json_of(&object) {
                             version = object_version(&object, version);
                             cache.remove(&object);
                         }

@@ -1037,11 +1037,16 @@ fn create(shared: &Shared, target: &Target, body: &[u8]) -> Reply {
 }
 
 /// Checks the name and resourceVersion of a new version of `key` and stores it.
-fn store_update(shared: &Shared, target: &Target, mut object: Value, rv_required: bool) -> Reply {
+fn store_update(
+    shared: &Shared,
+    store: &mut Store,
+    target: &Target,
+    mut object: Value,
+    rv_required: bool,
+) -> Reply {
     let name = target.name.clone().unwrap_or_default();
     let res = target.res;
     let key = key_of(target);
-    let mut store = lock(shared);
     let Some(old) = store.objects.get(&key).cloned() else {
         return not_found(res, &name);
     };
@@ -1088,14 +1093,16 @@ fn store_update(shared: &Shared, target: &Target, mut object: Value, rv_required
 
 fn update(shared: &Shared, target: &Target, body: &[u8]) -> Reply {
     match parse_body(target, body) {
-        Ok(object) => store_update(shared, target, object, true),
+        Ok(object) => store_update(shared, &mut lock(shared), target, object, true),
         Err(reply) => *reply,
     }
 }
 
 fn patch(shared: &Shared, target: &Target, content_type: &str, body: &[u8]) -> Reply {
     let name = target.name.clone().unwrap_or_default();
-    let Some(current) = lock(shared).objects.get(&key_of(target)).cloned() else {
+    // One lock for read, patch and store: a patch is atomic, as on a server.
+    let mut store = lock(shared);
+    let Some(current) = store.objects.get(&key_of(target)).cloned() else {
         return not_found(target.res, &name);
     };
     let media = content_type.split(';').next().unwrap_or_default().trim();
@@ -1132,10 +1139,9 @@ fn patch(shared: &Shared, target: &Target, content_type: &str, body: &[u8]) -> R
             );
         }
     };
-    // A patch that carries a resourceVersion is checked like an update; a
-    // patch without one applies to whatever is stored (a race with a write
-    // in between is a conflict too).
-    store_update(shared, target, patched, false)
+    // A patch that sets a resourceVersion is checked like an update; one
+    // without keeps the stored version, so it applies to what is stored.
+    store_update(shared, &mut store, target, patched, false)
 }
 
 /// RFC 7386.
