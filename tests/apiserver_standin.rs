@@ -329,6 +329,42 @@ async fn watch_streams_added_modified_deleted_from_a_resource_version() {
     assert_eq!(server.watches(), 1);
 }
 
+#[tokio::test]
+async fn closed_and_expired_watches() {
+    let server = standin_with_vs().await;
+    let since = server.resource_version();
+    let path = format!("{VS}?watch=true&resourceVersion={since}");
+    let response = send(&server.base_url(), "GET", &path, None, None)
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    server.wait_open_watches(1).await;
+    server.close_watches();
+    assert_eq!(next_event(&mut body, &mut Vec::new()).await, None);
+
+    server.compact();
+    let response = send(&server.base_url(), "GET", &path, None, None)
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut pending = Vec::new();
+    let event = next_event(&mut body, &mut pending).await.unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(next_event(&mut body, &mut pending).await, None);
+
+    // From the current version a watch works again.
+    let current = server.resource_version();
+    let path = format!("{VS}?watch=true&resourceVersion={current}");
+    let response = send(&server.base_url(), "GET", &path, None, None)
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    server.apply(vec![vs("web", json!({"v": "2"}))], "ns");
+    let event = next_event(&mut body, &mut Vec::new()).await.unwrap();
+    assert_eq!(event["type"], "MODIFIED");
+}
+
 async fn faulted(
     server: &ApiServer,
     fault: Fault,

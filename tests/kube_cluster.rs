@@ -345,6 +345,42 @@ async fn steady_state_reads_come_from_the_watch_cache() {
 }
 
 #[tokio::test]
+async fn a_closed_watch_resumes_from_the_last_version_seen() {
+    let s = setup(vec![vs("web", 0)], options()).await;
+    s.cluster.get(&key("web")).await.unwrap();
+    s.server.wait_open_watches(1).await;
+    s.server.close_watches();
+    s.server.apply(vec![vs("web", 40)], "ns");
+    eventually(|| async { (s.server.watches() == 2).then_some(()) }).await;
+    s.server.wait_watchers_caught_up().await;
+    eventually(|| async {
+        let object = s.cluster.get(&key("web")).await.unwrap();
+        (object["spec"]["http"][0]["route"][1]["weight"] == 40).then_some(())
+    })
+    .await;
+    assert_eq!((s.server.lists(), s.server.reads()), (1, 0));
+}
+
+#[tokio::test]
+async fn an_expired_watch_lists_again() {
+    let s = setup(vec![vs("web", 0)], options()).await;
+    s.cluster.get(&key("web")).await.unwrap();
+    s.server.wait_open_watches(1).await;
+    s.server.compact();
+    s.server.close_watches();
+    eventually(|| async { (s.server.lists() == 2).then_some(()) }).await;
+    s.server.wait_open_watches(1).await;
+    s.server.apply(vec![vs("web", 60)], "ns");
+    s.server.wait_watchers_caught_up().await;
+    eventually(|| async {
+        let object = s.cluster.get(&key("web")).await.unwrap();
+        (object["spec"]["http"][0]["route"][1]["weight"] == 60).then_some(())
+    })
+    .await;
+    assert_eq!(s.server.reads(), 0);
+}
+
+#[tokio::test]
 async fn writes_go_through_to_the_cache() {
     let s = setup(vec![vs("web", 0)], options()).await;
     let read = s.cluster.get(&key("web")).await.unwrap();

@@ -165,6 +165,8 @@ struct Store {
     history: Vec<Event>,
     faults: Vec<Fault>,
     watchers: Vec<Arc<AtomicU64>>,
+    /// History up to here was dropped: older watches get 410 Expired.
+    compacted: u64,
 }
 
 struct Shared {
@@ -172,6 +174,8 @@ struct Shared {
     events: broadcast::Sender<Event>,
     /// Bumped whenever a watch stream hands a frame to the connection.
     progress: watch::Sender<()>,
+    /// Bumped to end every open watch stream.
+    closer: watch::Sender<u64>,
     writes: AtomicU64,
     reads: AtomicU64,
     lists: AtomicU64,
@@ -206,9 +210,11 @@ impl ApiServer {
                 history: Vec::new(),
                 faults: Vec::new(),
                 watchers: Vec::new(),
+                compacted: 0,
             }),
             events: broadcast::channel(4096).0,
             progress: watch::channel(()).0,
+            closer: watch::channel(0).0,
             writes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             lists: AtomicU64::new(0),
@@ -335,6 +341,21 @@ impl ApiServer {
         let mut store = self.lock();
         store.prune_watchers();
         store.watchers.len()
+    }
+
+    /// Ends every open watch stream (as a server restart or a load balancer
+    /// would); clients watch again from the last version they saw.
+    pub fn close_watches(&self) {
+        self.shared.closer.send_modify(|epoch| *epoch += 1);
+    }
+
+    /// Forgets the change history and moves the resourceVersion on (as other
+    /// writes to etcd do): a watch from any version issued before is answered
+    /// with a 410 Expired event, and the client must list again.
+    pub fn compact(&self) {
+        let mut store = self.lock();
+        store.history.clear();
+        store.compacted = store.next_rv();
     }
 
     pub fn inject(&self, faults: Vec<Fault>) {
@@ -889,8 +910,10 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
         .is_some_and(|b| b == "true");
     let delivered = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel(1);
-    let (backlog, mut live, start_rv) = {
+    let mut closed = shared.closer.subscribe();
+    let (backlog, mut live, start_rv, expired) = {
         let mut store = lock(shared);
+        let expired = since.is_some_and(|since| since < store.compacted);
         let backlog: Vec<Event> = match since {
             Some(since) => store
                 .history
@@ -911,7 +934,7 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
                 .collect(),
         };
         store.watchers.push(delivered.clone());
-        (backlog, shared.events.subscribe(), store.rv)
+        (backlog, shared.events.subscribe(), store.rv, expired)
     };
     shared.progress.send_modify(|_| {});
     let res = target.res;
@@ -939,6 +962,15 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
     let kind = target.res.kind();
     tokio::spawn(async move {
         let stream = async {
+            if expired {
+                let gone = json!({"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "too old resource version", "reason": "Expired", "code": 410}});
+                let _ = tx
+                    .send((Some(Bytes::from(format!("{gone}\n"))), start_rv))
+                    .await;
+                return Ok(());
+            }
             // Everything up to start_rv is in the backlog: mark it as handed over
             // once the backlog is.
             for event in &backlog {
@@ -954,7 +986,11 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
                     .map_err(|_| ())?;
             }
             loop {
-                match live.recv().await {
+                let received = tokio::select! {
+                    received = live.recv() => received,
+                    _ = closed.changed() => break,
+                };
+                match received {
                     Ok(event) if event.rv <= start_rv => {}
                     Ok(event) => tx.send((line(&event), event.rv)).await.map_err(|_| ())?,
                     // Lagging or closed: end the stream, the client re-lists.
