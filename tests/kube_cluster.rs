@@ -251,6 +251,30 @@ async fn an_unanswered_request_is_bounded_by_the_timeout() {
 }
 
 #[tokio::test]
+async fn requests_are_rate_limited() {
+    let s = setup(
+        vec![vs("web", 0)],
+        KubeClusterOptions {
+            qps: 20.0,
+            burst: 1,
+            ..options()
+        },
+    )
+    .await;
+    let start = Instant::now();
+    for _ in 0..5 {
+        s.cluster.get_fresh(&key("web")).await.unwrap();
+    }
+    // One request from the burst, four more at 20 per second.
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.server.reads(), 5);
+}
+
+#[tokio::test]
 async fn replica_sets_are_listed_by_owning_rollout() {
     let rs = |name: &str, owner: &str, hash: &str, available: i64| {
         json!({
