@@ -3,6 +3,7 @@
 //! Objects travel as untyped JSON so that every field the plugin does not own
 //! (unknown ones included) survives a read-modify-write unchanged.
 
+pub mod kube;
 mod memory;
 
 use std::fmt;
@@ -10,6 +11,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
+pub use kube::{KubeCluster, KubeClusterOptions};
 pub use memory::InMemoryCluster;
 
 /// The Istio kinds the plugin edits.
