@@ -51,15 +51,15 @@ pub fn update_destination_rule(
                 )));
             }
         };
-        let hash = if name == reference.canary_subset_name {
-            Some(canary_hash)
+        let label = if name == reference.canary_subset_name {
+            Some(HashLabel::of_rollout(canary_hash))
         } else if name == reference.stable_subset_name {
-            Some(stable_hash)
+            Some(HashLabel::of_rollout(stable_hash))
         } else if let Some(k) = additional.iter().position(|d| d.service_name == name) {
             // An experiment subset is present whatever its hash (Q5 fix: no
             // duplicate subset when the hash is not known yet).
             present[k] = true;
-            Some(additional[k].pod_template_hash.as_str())
+            Some(HashLabel::Set(additional[k].pod_template_hash.as_str()))
         } else if reference
             .additional_subset_names
             .as_ref()
@@ -69,8 +69,10 @@ pub fn update_destination_rule(
         } else {
             continue;
         };
-        if let Some(hash) = hash {
-            set_hash_label(fields, hash).map_err(|e| error(format!("spec.subsets[{i}].{e}")))?;
+        if let Some(label) = label {
+            label
+                .apply(fields)
+                .map_err(|e| error(format!("spec.subsets[{i}].{e}")))?;
         }
         kept.push(subset);
     }
@@ -97,24 +99,49 @@ pub fn update_destination_rule(
         object_field(metadata, "annotations").map_err(|e| error(format!("metadata.{e}")))?;
     annotations.insert(MANAGED_BY_ANNOTATION.into(), json!(rollout_name));
     let spec = object_field(root, "spec").map_err(error)?;
-    spec.insert("subsets".into(), Value::Array(kept));
+    // A DestinationRule without subsets keeps having none (nothing to pin).
+    if spec.contains_key("subsets") || !kept.is_empty() {
+        spec.insert("subsets".into(), Value::Array(kept));
+    }
 
     let changed = edited != *doc;
     *doc = edited;
     Ok(changed)
 }
 
-/// Sets (or, for an empty hash, removes) the pod-template-hash label,
-/// creating `labels` when absent (Q6 fix).
-fn set_hash_label(subset: &mut Map<String, Value>, hash: &str) -> Result<(), String> {
-    if hash.is_empty() {
-        if let Some(Value::Object(labels)) = subset.get_mut("labels") {
-            labels.shift_remove(POD_TEMPLATE_HASH_LABEL);
+/// What UpdateHash does to a subset's pod-template-hash label.
+enum HashLabel<'a> {
+    Set(&'a str),
+    Remove,
+}
+
+impl<'a> HashLabel<'a> {
+    /// Canary and stable subsets lose the label when the hash is empty, as
+    /// in the built-in. Experiment subsets always get it, even empty: a
+    /// subset whose ReplicaSet is not known yet selects no pods (rather than
+    /// every pod of the host), and a repeated call changes nothing.
+    fn of_rollout(hash: &'a str) -> Self {
+        if hash.is_empty() {
+            HashLabel::Remove
+        } else {
+            HashLabel::Set(hash)
         }
-        return Ok(());
     }
-    object_field(subset, "labels")?.insert(POD_TEMPLATE_HASH_LABEL.into(), json!(hash));
-    Ok(())
+
+    /// Edits `subset`, creating `labels` when absent or null (Q6 fix).
+    fn apply(self, subset: &mut Map<String, Value>) -> Result<(), String> {
+        match self {
+            HashLabel::Remove => {
+                if let Some(Value::Object(labels)) = subset.get_mut("labels") {
+                    labels.shift_remove(POD_TEMPLATE_HASH_LABEL);
+                }
+            }
+            HashLabel::Set(hash) => {
+                object_field(subset, "labels")?.insert(POD_TEMPLATE_HASH_LABEL.into(), json!(hash));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `map[key]` as an object, created when absent or null.

@@ -1,6 +1,7 @@
 //! Read → core → write-if-changed, with conflicts retried from a fresh read.
 //! The one place where the router touches the cluster for writes (D3, D7).
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -52,6 +53,24 @@ pub enum Freshness {
     Latest,
 }
 
+/// Sends a request that changes nothing, again while it fails transiently.
+pub async fn retrying<T, F, Fut>(retry: &RetryPolicy, mut request: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClusterError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(e @ ClusterError::Transient { .. }) if attempt < retry.attempts => {
+                retry.pause(attempt, &e).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Reads one object, retrying transient failures. NotFound is returned as is.
 pub async fn read<C: Cluster>(
     cluster: &C,
@@ -59,21 +78,14 @@ pub async fn read<C: Cluster>(
     freshness: Freshness,
     retry: &RetryPolicy,
 ) -> Result<Value, RouterError> {
-    let mut attempt = 1;
-    loop {
-        let result = match freshness {
+    retrying(retry, || async {
+        match freshness {
             Freshness::Cached => cluster.get(key).await,
             Freshness::Latest => cluster.get_fresh(key).await,
-        };
-        match result {
-            Ok(object) => return Ok(object),
-            Err(e @ ClusterError::Transient { .. }) if attempt < retry.attempts => {
-                retry.pause(attempt, &e).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(cluster_error("reading", key, e)),
         }
-    }
+    })
+    .await
+    .map_err(|e| cluster_error("reading", key, e))
 }
 
 /// What to do when an object is missing.

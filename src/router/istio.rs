@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tracing::instrument;
 
-use super::edit::{Freshness, IfMissing, RetryPolicy, edit_all, read};
+use super::edit::{Freshness, IfMissing, RetryPolicy, edit_all, read, retrying};
 use super::{RouterError, TrafficRouter, Verification};
 use crate::cluster::{Cluster, IstioKind, ObjectKey};
 use crate::config::{RouterConfig, virtual_service_location};
@@ -157,14 +157,15 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
             .canary()
             .is_some_and(|c| !c.canary_service.is_empty() || !c.stable_service.is_empty());
         if !services_named {
-            let replica_sets = self
-                .cluster
-                .list_replica_sets(&config.namespace, &config.rollout_name)
-                .await
-                .map_err(|source| RouterError::Cluster {
-                    context: format!("listing the ReplicaSets of rollout {}", rollout.key()),
-                    source,
-                })?;
+            let replica_sets = retrying(&self.retry, || {
+                self.cluster
+                    .list_replica_sets(&config.namespace, &config.rollout_name)
+            })
+            .await
+            .map_err(|source| RouterError::Cluster {
+                context: format!("listing the ReplicaSets of rollout {}", rollout.key()),
+                source,
+            })?;
             core::check_switch_delay(rollout, canary_hash, stable_hash, &replica_sets)?;
         }
         let label = key.to_string();
