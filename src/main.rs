@@ -1,15 +1,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use istio_router::cluster::InMemoryCluster;
+use istio_router::cluster::{KubeCluster, KubeClusterOptions};
 use istio_router::config::DEFAULT_PLUGIN_NAME;
 use istio_router::router::IstioRouter;
 use istio_router::simulate::{self, Output, Scenario};
-use istio_router::transport::netrpc;
+use istio_router::transport::{grpc, netrpc};
 use istio_router::{logging, process};
 
 /// Argo Rollouts traffic-router plugin for Istio.
@@ -53,10 +54,22 @@ struct ServeArgs {
     kube_timeout: u64,
 }
 
-/// The Argo Rollouts controller only speaks net/rpc.
+/// The Argo Rollouts controller speaks net/rpc; gRPC is for hosts that
+/// speak go-plugin's gRPC protocol.
 #[derive(Clone, Copy, ValueEnum)]
 enum Protocol {
     Netrpc,
+    Grpc,
+}
+
+impl Protocol {
+    /// The name go-plugin's handshake line uses.
+    fn handshake_name(self) -> &'static str {
+        match self {
+            Protocol::Netrpc => "netrpc",
+            Protocol::Grpc => "grpc",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -160,13 +173,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let Protocol::Netrpc = args.protocol;
-        let mut socket = process::announce("netrpc")?;
+        let mut socket = process::announce(args.protocol.handshake_name())?;
         let listener = socket
             .take_listener()
             .context("the plugin socket has no listener")?;
         tracing::info!(
             plugin_name = %args.plugin_name,
+            protocol = args.protocol.handshake_name(),
             istio_api_version = %args.istio_api_version,
             kube_qps = args.kube_qps,
             kube_burst = args.kube_burst,
@@ -174,14 +187,30 @@ fn serve(args: ServeArgs) -> Result<()> {
             socket = %socket.path().display(),
             "serving"
         );
-        let router = Arc::new(IstioRouter::new(InMemoryCluster::new(), args.plugin_name)); // MERGE: replace with KubeCluster
-        let ended = tokio::select! {
-            ended = netrpc::serve(listener, router) => Some(ended?),
-            () = process::stdout_closed() => None,
-        };
-        match ended {
-            Some(ended) => tracing::info!(?ended, "host connection ended, exiting"),
-            None => tracing::info!("host closed our stdout, exiting"),
+        // The Kubernetes client is built at InitPlugin, off the handshake path.
+        let cluster = KubeCluster::new(KubeClusterOptions {
+            istio_api_version: args.istio_api_version,
+            qps: args.kube_qps,
+            burst: args.kube_burst,
+            request_timeout: Duration::from_secs(args.kube_timeout),
+            kubeconfig: None,
+        });
+        let router = Arc::new(IstioRouter::new(cluster, args.plugin_name));
+        match args.protocol {
+            Protocol::Netrpc => {
+                let ended = tokio::select! {
+                    ended = netrpc::serve(listener, router) => Some(ended?),
+                    () = process::stdout_closed() => None,
+                };
+                match ended {
+                    Some(ended) => tracing::info!(?ended, "host connection ended, exiting"),
+                    None => tracing::info!("host closed our stdout, exiting"),
+                }
+            }
+            Protocol::Grpc => {
+                grpc::serve(listener, router, process::stdout_closed()).await?;
+                tracing::info!("gRPC host shut us down or went away, exiting");
+            }
         }
         socket.remove();
         Ok(())
