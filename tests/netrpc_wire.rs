@@ -11,11 +11,24 @@ use gobwire::{Decoder, Encoder, Progress};
 use istio_router::cluster::InMemoryCluster;
 use istio_router::router::IstioRouter;
 use istio_router::transport::netrpc::plugin::{RpcError, VerifyWeightResponse};
-use istio_router::transport::netrpc::{Ended, serve_connection};
+use istio_router::transport::netrpc::serve_connection;
 use serde_json::Value;
+use support::apiserver::ApiServer;
 use support::netrpc_host::*;
 
 const TWO_SECONDS: Duration = Duration::from_secs(2);
+
+/// A Kubernetes API stand-in holding `objects`, and the kubeconfig that
+/// points the plugin at it (passed as KUBECONFIG, as in a cluster).
+async fn cluster_with(objects: Vec<Value>) -> (ApiServer, tempfile::TempDir, String) {
+    let server = ApiServer::start().await;
+    server.apply(objects, "default");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.kubeconfig(&kubeconfig).expect("write kubeconfig");
+    let path = kubeconfig.display().to_string();
+    (server, dir, path)
+}
 
 fn assert_socket_gone(plugin: &PluginProcess) {
     assert!(!plugin.socket.exists(), "socket file left behind");
@@ -65,8 +78,10 @@ fn without_the_cookie_it_explains_what_it_is_and_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_calls_and_quit_as_the_controller_does_them() {
+    let (_server, _dir, kubeconfig) = cluster_with(vec![]).await;
     let started = Instant::now();
-    let mut plugin = PluginProcess::spawn(&["--log-level", "debug"]);
+    let mut plugin =
+        PluginProcess::spawn_with_env(&["--log-level", "debug"], &[("KUBECONFIG", &kubeconfig)]);
     let to_handshake = started.elapsed();
     assert_eq!(
         plugin.handshake,
@@ -269,76 +284,60 @@ async fn a_host_writing_past_the_initial_window_is_not_blocked() {
     );
 }
 
-/// 64 calls in flight at once on one stream, one per rollout: each reply
-/// carries its own Seq and speaks of its own rollout.
+/// 64 calls in flight at once on one stream, one per rollout, through the
+/// binary against the API stand-in: each reply carries its own Seq, every
+/// SetWeight lands in its own VirtualService, and VerifyWeight says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_calls_on_one_connection_each_get_their_answer() {
-    let plugin = PluginProcess::spawn(&[]);
+async fn sixty_four_concurrent_calls_for_sixty_four_rollouts_succeed_and_land() {
+    let names: Vec<String> = (0..64).map(|i| format!("app-{i}")).collect();
+    let (server, _dir, kubeconfig) =
+        cluster_with(names.iter().map(|n| virtual_service("team", n)).collect()).await;
+    let plugin = PluginProcess::spawn_with_env(&[], &[("KUBECONFIG", &kubeconfig)]);
     let host = Host::connect(&plugin.socket).await;
     let mut conn = PluginConn::new(host.plugin_stream().await);
-    for i in 0..64u64 {
-        let name = format!("app-{i}");
-        conn.call("Plugin.SetWeight", i, set_weight_args("team", &name, 30))
-            .await;
+    conn.call("Plugin.InitPlugin", 0, None).await;
+    assert_eq!(
+        conn.reply().await.body,
+        ReplyBody::Error(RpcError::default())
+    );
+    for (i, name) in names.iter().enumerate() {
+        conn.call(
+            "Plugin.SetWeight",
+            1 + i as u64,
+            set_weight_args("team", name, 30),
+        )
+        .await;
     }
     let mut seen = BTreeMap::new();
     for _ in 0..64 {
         let reply = conn.reply().await;
         assert!(reply.error.is_empty(), "{reply:?}");
-        let ReplyBody::Error(RpcError { error_string }) = &reply.body else {
-            panic!("{reply:?}")
-        };
-        // The binary's cluster is empty on this branch: every call names
-        // the VirtualService of its own rollout.
-        let vs = format!("app-{}-vsvc", reply.seq);
-        assert!(
-            error_string.contains(&vs),
-            "seq {}: {error_string}",
-            reply.seq
-        );
-        seen.insert(reply.seq, ());
-    }
-    assert_eq!(seen.len(), 64);
-}
-
-/// The same server code in-process against a populated in-memory cluster:
-/// 64 concurrent SetWeights succeed, land in the cluster, and VerifyWeight
-/// says so.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sixty_four_concurrent_set_weights_land_in_the_cluster() {
-    let cluster = InMemoryCluster::new();
-    cluster
-        .apply(
-            (0..64).map(|i| virtual_service("team", &format!("app-{i}"))),
-            "team",
-        )
-        .unwrap();
-    let router = Arc::new(IstioRouter::new(cluster, "argoproj-labs/istio"));
-    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
-    let server = tokio::spawn(serve_connection(theirs, router.clone()));
-    let host = Host::connect_io(ours).await;
-    let mut conn = PluginConn::new(host.plugin_stream().await);
-    for i in 0..64u64 {
-        conn.call(
-            "Plugin.SetWeight",
-            i,
-            set_weight_args("team", &format!("app-{i}"), 30),
-        )
-        .await;
-    }
-    for _ in 0..64 {
-        let reply = conn.reply().await;
         assert_eq!(
             reply.body,
             ReplyBody::Error(RpcError::default()),
             "{reply:?}"
         );
+        seen.insert(reply.seq, ());
     }
-    for i in 0..64u64 {
+    assert_eq!(seen.len(), 64, "one reply per seq");
+    for name in &names {
+        let vs = server
+            .get("VirtualService", "team", &format!("{name}-vsvc"))
+            .expect("still there");
+        let weights: Vec<i64> = vs["spec"]["http"][0]["route"]
+            .as_array()
+            .expect("route")
+            .iter()
+            .map(|d| d["weight"].as_i64().unwrap_or(0))
+            .collect();
+        assert_eq!(weights, [70, 30], "{name}");
+    }
+    assert_eq!(server.writes(), 64);
+    for (i, name) in names.iter().enumerate() {
         conn.call(
             "Plugin.VerifyWeight",
-            100 + i,
-            set_weight_args("team", &format!("app-{i}"), 30),
+            100 + i as u64,
+            set_weight_args("team", name, 30),
         )
         .await;
     }
@@ -353,13 +352,6 @@ async fn sixty_four_concurrent_set_weights_land_in_the_cluster() {
             "{reply:?}"
         );
     }
-    let _: Empty = host.control.call("Control.Quit", &true).await.unwrap();
-    host.session.close();
-    let ended = tokio::time::timeout(TWO_SECONDS, server)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ended.unwrap(), Ended::Quit);
 }
 
 /// Bad requests get an error response with a `struct{}` body, and the next
