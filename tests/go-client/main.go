@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -162,18 +163,43 @@ func (r *runner) run(s scenario) {
 		ping(call)
 		r.check(call, wantNoError(p.SetWeight(ro, weight, additional)))
 	}
-	verifyWeight := func(weight int32, additional []WeightDestination, want RpcVerified) {
-		call := fmt.Sprintf("VerifyWeight %d", weight)
-		ping(call)
+	verify := func(weight int32, additional []WeightDestination, want RpcVerified) string {
 		got, e := p.VerifyWeight(ro, weight, additional)
 		switch {
 		case e.HasError():
-			r.check(call, fmt.Sprintf("unexpected error %q", e.ErrorString))
+			return fmt.Sprintf("unexpected error %q", e.ErrorString)
 		case got != want:
-			r.check(call, fmt.Sprintf("got %v, want %v", got, want))
-		default:
-			r.check(call, "")
+			return fmt.Sprintf("got %v, want %v", got, want)
 		}
+		return ""
+	}
+	verifyWeight := func(weight int32, additional []WeightDestination, want RpcVerified) {
+		call := fmt.Sprintf("VerifyWeight %d", weight)
+		ping(call)
+		r.check(call, verify(weight, additional, want))
+	}
+	// The controller's workers share the one connection, so calls overlap
+	// and their answers may come back in any order.
+	concurrentVerify := func(weight int32, additional []WeightDestination, want RpcVerified, n int) {
+		call := fmt.Sprintf("VerifyWeight %d x%d concurrent", weight, n)
+		ping(call)
+		problems := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range problems {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				problems[i] = verify(weight, additional, want)
+			}(i)
+		}
+		wg.Wait()
+		var failed []string
+		for i, problem := range problems {
+			if problem != "" {
+				failed = append(failed, fmt.Sprintf("call %d: %s", i, problem))
+			}
+		}
+		r.check(call, strings.Join(failed, "; "))
 	}
 
 	setWeight(20, nil)
@@ -187,6 +213,7 @@ func (r *runner) run(s scenario) {
 	verifyWeight(50, s.additional, NotVerified)
 	setWeight(50, s.additional)
 	verifyWeight(50, s.additional, Verified)
+	concurrentVerify(50, s.additional, Verified, 8)
 
 	ping("SetWeight 150")
 	if e := p.SetWeight(ro, 150, nil); !strings.Contains(e.ErrorString, "150") {
