@@ -138,6 +138,7 @@ func (r *runner) run(s scenario) {
 	}
 	r.check("Dispense", "")
 
+	r.current.Store("InitPlugin")
 	r.check("InitPlugin", wantNoError(p.InitPlugin()))
 	ping := func(before string) {
 		r.current.Store(before)
