@@ -37,19 +37,13 @@ fn extra_value() -> impl Strategy<Value = Value> {
 /// Extra keys that Istio does not define, prefixed so they never collide
 /// with a key the plugin owns.
 fn extra_fields() -> impl Strategy<Value = Map<String, Value>> {
-    prop::collection::btree_map("x-[a-z]{1,6}", extra_value(), 0..3)
-        .prop_map(|m| m.into_iter().collect())
+    prop::collection::btree_map("x-[a-z]{1,6}", extra_value(), 0..3).prop_map(|m| m.into_iter().collect())
 }
 
 /// A destination towards `host` with optional port, subset-less.
 fn destination(host: impl Strategy<Value = String>) -> impl Strategy<Value = Value> {
-    (
-        host,
-        prop::option::of(1u16..9000),
-        prop::option::of(0i64..=100),
-        extra_fields(),
-    )
-        .prop_map(|(host, port, weight, extra)| {
+    (host, prop::option::of(1u16..9000), prop::option::of(0i64..=100), extra_fields()).prop_map(
+        |(host, port, weight, extra)| {
             let mut target = Map::new();
             target.insert("host".into(), json!(host));
             if let Some(port) = port {
@@ -61,7 +55,8 @@ fn destination(host: impl Strategy<Value = String>) -> impl Strategy<Value = Val
                 d.insert("weight".into(), json!(weight));
             }
             Value::Object(d)
-        })
+        },
+    )
 }
 
 fn service_host(name: &'static str) -> impl Strategy<Value = String> {
@@ -73,10 +68,7 @@ fn service_host(name: &'static str) -> impl Strategy<Value = String> {
 }
 
 fn other_host() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just(String::new()),
-        "(stray|legacy|exp)-[a-c]".prop_map(String::from)
-    ]
+    prop_oneof![Just(String::new()), "(stray|legacy|exp)-[a-c]".prop_map(String::from)]
 }
 
 /// The route SetWeight edits: canary and stable somewhere among strays.
@@ -101,15 +93,11 @@ fn primary_route() -> impl Strategy<Value = Value> {
 }
 
 fn other_route(index: usize) -> impl Strategy<Value = Value> {
-    (
-        prop::collection::vec(destination(other_host()), 1..3),
-        extra_fields(),
-    )
-        .prop_map(move |(destinations, mut route)| {
-            route.insert("name".into(), json!(format!("other-{index}")));
-            route.insert("route".into(), Value::Array(destinations));
-            Value::Object(route)
-        })
+    (prop::collection::vec(destination(other_host()), 1..3), extra_fields()).prop_map(move |(destinations, mut route)| {
+        route.insert("name".into(), json!(format!("other-{index}")));
+        route.insert("route".into(), Value::Array(destinations));
+        Value::Object(route)
+    })
 }
 
 fn virtual_service() -> impl Strategy<Value = (Value, usize)> {
@@ -122,26 +110,24 @@ fn virtual_service() -> impl Strategy<Value = (Value, usize)> {
         extra_fields(),
         extra_fields(),
     )
-        .prop_map(
-            |(primary, first, second, others, position, spec_extra, meta_extra)| {
-                let mut routes: Vec<Value> = [first, second].into_iter().take(others).collect();
-                let position = position.min(routes.len());
-                routes.insert(position, primary);
-                let mut spec = spec_extra;
-                spec.insert("hosts".into(), json!(["app.example.com"]));
-                spec.insert("http".into(), Value::Array(routes));
-                let mut metadata = meta_extra;
-                metadata.insert("name".into(), json!("vs"));
-                metadata.insert("namespace".into(), json!("default"));
-                let vs = json!({
-                    "apiVersion": "networking.istio.io/v1beta1",
-                    "kind": "VirtualService",
-                    "metadata": metadata,
-                    "spec": spec,
-                });
-                (vs, position)
-            },
-        )
+        .prop_map(|(primary, first, second, others, position, spec_extra, meta_extra)| {
+            let mut routes: Vec<Value> = [first, second].into_iter().take(others).collect();
+            let position = position.min(routes.len());
+            routes.insert(position, primary);
+            let mut spec = spec_extra;
+            spec.insert("hosts".into(), json!(["app.example.com"]));
+            spec.insert("http".into(), Value::Array(routes));
+            let mut metadata = meta_extra;
+            metadata.insert("name".into(), json!("vs"));
+            metadata.insert("namespace".into(), json!("default"));
+            let vs = json!({
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": metadata,
+                "spec": spec,
+            });
+            (vs, position)
+        })
 }
 
 fn experiments() -> impl Strategy<Value = Vec<WeightDestination>> {
@@ -157,11 +143,7 @@ fn experiments() -> impl Strategy<Value = Vec<WeightDestination>> {
 }
 
 fn rollout(name_routes: bool) -> Rollout {
-    let routes = if name_routes {
-        json!(["primary"])
-    } else {
-        json!([])
-    };
+    let routes = if name_routes { json!(["primary"]) } else { json!([]) };
     Rollout::from_json(json!({
         "metadata": {"name": "ro", "namespace": "default"},
         "spec": {"strategy": {"canary": {
@@ -182,9 +164,7 @@ fn weight(d: &Value) -> i64 {
 }
 
 fn host(d: &Value) -> &str {
-    d.pointer("/destination/host")
-        .and_then(Value::as_str)
-        .unwrap_or("")
+    d.pointer("/destination/host").and_then(Value::as_str).unwrap_or("")
 }
 
 /// A destination without its weight, to compare everything else.

@@ -28,17 +28,8 @@ fn examples() -> Vec<PathBuf> {
 
 /// The final objects of a simulation, from `--output yaml`.
 fn final_objects(example: &Path) -> Vec<Value> {
-    let out = simulate(&[
-        "--rollout",
-        example.to_str().expect("utf-8 path"),
-        "--output",
-        "yaml",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = simulate(&["--rollout", example.to_str().expect("utf-8 path"), "--output", "yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("utf-8 output");
     serde_yaml::Deserializer::from_str(&text)
         .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
@@ -60,59 +51,24 @@ fn all_weights(object: &Value) -> Vec<i64> {
 #[test]
 fn every_example_plays_to_full_promotion() {
     let files = examples();
-    assert!(
-        files.len() >= 5,
-        "expected the five example setups, found {files:?}"
-    );
+    assert!(files.len() >= 5, "expected the five example setups, found {files:?}");
     for example in files {
         let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            example.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains("fully promoted"),
-            "{}:\n{stdout}",
-            example.display()
-        );
-        assert!(
-            !stdout.contains("NotVerified"),
-            "{}:\n{stdout}",
-            example.display()
-        );
-        assert!(
-            stdout.contains("SetWeight(100)"),
-            "{}: reaches maxTrafficWeight",
-            example.display()
-        );
+        assert!(out.status.success(), "{}: {}", example.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("fully promoted"), "{}:\n{stdout}", example.display());
+        assert!(!stdout.contains("NotVerified"), "{}:\n{stdout}", example.display());
+        assert!(stdout.contains("SetWeight(100)"), "{}: reaches maxTrafficWeight", example.display());
         // Something changed along the way, shown as a diff.
-        assert!(
-            stdout.contains("     +") && stdout.contains("     -"),
-            "{}:\n{stdout}",
-            example.display()
-        );
+        assert!(stdout.contains("     +") && stdout.contains("     -"), "{}:\n{stdout}", example.display());
 
         // After promotion: all traffic on stable, no managed route left.
         for object in final_objects(&example) {
             if object["kind"] == "VirtualService" {
-                let routes = object["spec"]["http"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                assert!(
-                    routes.iter().all(|r| r.get("mirror").is_none()),
-                    "{}: {object}",
-                    example.display()
-                );
+                let routes = object["spec"]["http"].as_array().cloned().unwrap_or_default();
+                assert!(routes.iter().all(|r| r.get("mirror").is_none()), "{}: {object}", example.display());
                 let weights = all_weights(&object);
-                assert!(
-                    weights.contains(&100) && weights.iter().all(|w| *w == 0 || *w == 100),
-                    "{}: {weights:?}",
-                    example.display()
-                );
+                assert!(weights.contains(&100) && weights.iter().all(|w| *w == 0 || *w == 100), "{}: {weights:?}", example.display());
             }
         }
     }
@@ -122,29 +78,16 @@ fn every_example_plays_to_full_promotion() {
 fn subset_example_labels_both_subsets_with_the_new_hash_after_promotion() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/subset-split.yaml");
     let objects = final_objects(&example);
-    let dr = objects
-        .iter()
-        .find(|o| o["kind"] == "DestinationRule")
-        .expect("the DestinationRule");
+    let dr = objects.iter().find(|o| o["kind"] == "DestinationRule").expect("the DestinationRule");
     let hashes: Vec<&str> = dr["spec"]["subsets"]
         .as_array()
         .expect("subsets")
         .iter()
-        .map(|s| {
-            s["labels"]["rollouts-pod-template-hash"]
-                .as_str()
-                .expect("hash label")
-        })
+        .map(|s| s["labels"]["rollouts-pod-template-hash"].as_str().expect("hash label"))
         .collect();
     assert_eq!(hashes.len(), 2);
-    assert_eq!(
-        hashes[0], hashes[1],
-        "promoted: both subsets select the new pods"
-    );
-    assert_eq!(
-        dr["spec"]["trafficPolicy"]["loadBalancer"]["simple"],
-        "LEAST_REQUEST"
-    );
+    assert_eq!(hashes[0], hashes[1], "promoted: both subsets select the new pods");
+    assert_eq!(dr["spec"]["trafficPolicy"]["loadBalancer"]["simple"], "LEAST_REQUEST");
 }
 
 #[test]
@@ -152,10 +95,7 @@ fn header_example_adds_then_removes_the_header_route() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/header-route.yaml");
     let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("SetHeaderRoute(canary-testers)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("SetHeaderRoute(canary-testers)"), "{stdout}");
     assert!(stdout.contains("+  - name: canary-testers"), "{stdout}");
     assert!(stdout.contains("-  - name: canary-testers"), "{stdout}");
 }
@@ -163,11 +103,7 @@ fn header_example_adds_then_removes_the_header_route() {
 #[test]
 fn the_embedded_default_runs_without_arguments() {
     let out = simulate(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("fully promoted"));
 }
 
@@ -176,17 +112,11 @@ fn an_invalid_manifest_gives_one_line_naming_file_and_field() {
     let dir = std::env::temp_dir().join(format!("simulate-invalid-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let cases = [
-        (
-            "wrong-type.yaml",
-            "setWeight: twenty",
-            "spec.strategy.canary.steps[0].setWeight",
-        ),
+        ("wrong-type.yaml", "setWeight: twenty", "spec.strategy.canary.steps[0].setWeight"),
         ("unknown-key.yaml", "setWeight: 20", "virtualServce"),
     ];
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/host-split.yaml"),
-    )
-    .expect("example");
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/host-split.yaml"))
+        .expect("example");
     for (name, step, field) in cases {
         let mut text = base.replacen("- setWeight: 20", &format!("- {step}"), 1);
         if field == "virtualServce" {
@@ -197,15 +127,8 @@ fn an_invalid_manifest_gives_one_line_naming_file_and_field() {
         let out = simulate(&["--rollout", path.to_str().expect("utf-8 path")]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name} should fail");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{name}: one line, got:\n{stderr}"
-        );
-        assert!(
-            stderr.contains(name) && stderr.contains(field),
-            "{name}: {stderr}"
-        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line, got:\n{stderr}");
+        assert!(stderr.contains(name) && stderr.contains(field), "{name}: {stderr}");
         assert!(out.stdout.is_empty(), "{name}: nothing on stdout");
     }
     let _ = std::fs::remove_dir_all(&dir);
