@@ -5,9 +5,14 @@
 //! Needs Go and Debian's go-plugin sources (GOPATH mode, no network); without
 //! them the test says so in one line and passes.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Once, OnceLock};
+
+use serde_json::{Value, json};
+use support::apiserver::ApiServer;
 
 const GOPATH: &str = "/usr/share/gocode";
 
@@ -83,11 +88,103 @@ fn go_client() -> &'static Path {
     })
 }
 
-/// The cluster the plugin talks to for `scenario`: the environment (e.g.
-/// KUBECONFIG) that points the plugin at a Kubernetes API holding the
-/// scenario's VirtualService (and DestinationRule for `subset`).
-fn prepare_cluster(_scenario: &str) -> Vec<(String, String)> {
-    Vec::new()
+/// A Kubernetes API stand-in serving the scenario's objects, kept running
+/// while the Go client drives the plugin.
+struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    server: ApiServer,
+    _kubeconfig: tempfile::TempDir,
+}
+
+fn primary_route(destinations: Value) -> Value {
+    json!([{"name": "primary", "route": destinations}])
+}
+
+/// The namespace and objects of the scenario's Rollout (see
+/// tests/go-client/scenarios.go); the VirtualService comes first.
+fn scenario_objects(scenario: &str) -> (&'static str, Vec<Value>) {
+    match scenario {
+        "host" => (
+            "demo",
+            vec![json!({
+                "apiVersion": "networking.istio.io/v1alpha3",
+                "kind": "VirtualService",
+                "metadata": {"name": "rollout-vsvc", "namespace": "demo"},
+                "spec": {
+                    "hosts": ["rollouts-demo.example.com"],
+                    "http": primary_route(json!([
+                        {"destination": {"host": "rollouts-demo-stable"}, "weight": 100},
+                        {"destination": {"host": "rollouts-demo-canary"}, "weight": 0},
+                    ])),
+                },
+            })],
+        ),
+        _ => (
+            "bookinfo",
+            vec![
+                json!({
+                    "apiVersion": "networking.istio.io/v1alpha3",
+                    "kind": "VirtualService",
+                    "metadata": {"name": "reviews-vsvc", "namespace": "bookinfo"},
+                    "spec": {
+                        "hosts": ["reviews"],
+                        "http": primary_route(json!([
+                            {"destination": {"host": "reviews", "subset": "stable"}, "weight": 100},
+                            {"destination": {"host": "reviews", "subset": "canary"}, "weight": 0},
+                        ])),
+                    },
+                }),
+                json!({
+                    "apiVersion": "networking.istio.io/v1alpha3",
+                    "kind": "DestinationRule",
+                    "metadata": {"name": "rollout-destrule", "namespace": "bookinfo"},
+                    "spec": {
+                        "host": "reviews",
+                        "subsets": [
+                            {"name": "canary", "labels": {"app": "reviews"}},
+                            {"name": "stable", "labels": {"app": "reviews"}},
+                        ],
+                    },
+                }),
+            ],
+        ),
+    }
+}
+
+/// Starts the stand-in with the scenario's objects; returns it and the
+/// environment (KUBECONFIG) that points the plugin at it.
+fn prepare_cluster(scenario: &str) -> (Cluster, Vec<(String, String)>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the API stand-in");
+    let server = runtime.block_on(ApiServer::start());
+    let (namespace, objects) = scenario_objects(scenario);
+    server.apply(objects, namespace);
+    let kubeconfig = tempfile::tempdir().expect("temp dir");
+    let path = kubeconfig.path().join("kubeconfig");
+    server.kubeconfig(&path).expect("write kubeconfig");
+    let env = vec![("KUBECONFIG".to_string(), path.display().to_string())];
+    let cluster = Cluster {
+        runtime,
+        server,
+        _kubeconfig: kubeconfig,
+    };
+    (cluster, env)
+}
+
+/// The weights of the first HTTP route, in order.
+fn primary_weights(vs: &Value) -> Vec<i64> {
+    vs["spec"]["http"][0]["route"]
+        .as_array()
+        .map(|route| {
+            route
+                .iter()
+                .map(|d| d["weight"].as_i64().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn run_scenario(scenario: &str) {
@@ -96,10 +193,11 @@ fn run_scenario(scenario: &str) {
         NOTICE.call_once(|| println!("{SKIPPED}"));
         return;
     }
+    let (cluster, env) = prepare_cluster(scenario);
     let output = Command::new(go_client())
         .args(["-scenario", scenario, "-timeout", "60s", "-plugin"])
         .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
-        .envs(prepare_cluster(scenario))
+        .envs(env)
         .output()
         .expect("running the Go client");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -110,6 +208,40 @@ fn run_scenario(scenario: &str) {
         "Go client, scenario {scenario}: {}\n--- stdout\n{stdout}--- stderr (go-plugin log)\n{stderr}",
         output.status
     );
+
+    // The calls landed: after RemoveManagedRoutes and SetWeight 0 the
+    // VirtualService is back to one route with all traffic on stable, and
+    // the experiments' destinations are gone.
+    let (namespace, objects) = scenario_objects(scenario);
+    let vs_name = objects[0]["metadata"]["name"].as_str().unwrap_or_default();
+    let vs = cluster
+        .server
+        .get("VirtualService", namespace, vs_name)
+        .expect("VirtualService");
+    assert_eq!(vs["spec"]["http"].as_array().map(Vec::len), Some(1), "{vs}");
+    assert_eq!(primary_weights(&vs), [100, 0], "{vs}");
+    if scenario == "subset" {
+        let dr = cluster
+            .server
+            .get("DestinationRule", namespace, "rollout-destrule")
+            .expect("DestinationRule");
+        let hashes: Vec<&str> = dr["spec"]["subsets"]
+            .as_array()
+            .expect("subsets")
+            .iter()
+            .map(|s| {
+                s["labels"]["rollouts-pod-template-hash"]
+                    .as_str()
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(hashes, ["58c7b6fd4d", "9f6d5c4b7"], "{dr}");
+        assert_eq!(
+            dr["metadata"]["annotations"]["argo-rollouts.argoproj.io/managed-by-rollouts"],
+            "reviews"
+        );
+    }
+    cluster.runtime.shutdown_background();
 }
 
 #[test]
