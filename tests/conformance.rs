@@ -7,10 +7,15 @@
 mod case;
 #[path = "conformance/expect.rs"]
 mod expect;
+#[path = "conformance/grpc.rs"]
+mod grpc;
 #[path = "conformance/inprocess.rs"]
 mod inprocess;
 #[path = "conformance/session.rs"]
 mod session;
+#[path = "conformance/standin.rs"]
+mod standin;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +25,7 @@ use istio_router::model::Rollout;
 use session::Transport;
 
 fn transports() -> Vec<Box<dyn Transport>> {
-    vec![Box::new(inprocess::InProcess)]
+    vec![Box::new(inprocess::InProcess), Box::new(grpc::Grpc)]
 }
 
 /// The transports a case may name; those this build lacks are reported.

@@ -82,38 +82,8 @@ pub struct ObjectRef {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fault {
-    pub on: FaultOn,
-    pub resource: Option<String>,
-    pub kind: FaultKind,
-    #[serde(default = "one")]
-    pub times: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultOn {
-    Get,
-    List,
-    Write,
-    Any,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultKind {
-    Conflict,
-    Unavailable,
-    Error,
-    Timeout,
-    Disconnect,
-}
+/// Faults use the stand-in's own types: one definition of the format.
+pub use crate::support::apiserver::{Fault, FaultKind, FaultOn};
 
 /// `expect`. `verified` and `deadline` distinguish "absent" (not checked)
 /// from `null` (must be NotImplemented / no deadline).
