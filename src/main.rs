@@ -35,10 +35,10 @@ struct ServeArgs {
     #[arg(long, default_value = DEFAULT_PLUGIN_NAME)]
     plugin_name: String,
     /// The Istio networking API version to read and write.
-    #[arg(long, default_value = "v1alpha3")]
+    #[arg(long, default_value = "v1alpha3", value_parser = ["v1alpha3", "v1beta1", "v1"])]
     istio_api_version: String,
     /// trace, debug, info, warn or error (hclog JSON lines on stderr).
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error"])]
     log_level: String,
     /// The go-plugin protocol to serve.
     #[arg(long, value_enum, default_value_t = Protocol::Netrpc)]
