@@ -4,14 +4,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gobwire::{Decoder, Encoder, Progress};
-use istio_router::cluster::InMemoryCluster;
-use istio_router::router::IstioRouter;
 use istio_router::transport::netrpc::plugin::{RpcError, VerifyWeightResponse};
-use istio_router::transport::netrpc::serve_connection;
 use serde_json::Value;
 use support::apiserver::ApiServer;
 use support::netrpc_host::*;
@@ -497,69 +493,4 @@ async fn a_closed_stderr_does_not_stop_the_plugin() {
     }
     host.ping().await.unwrap();
     assert!(plugin.wait_exit(Duration::ZERO).is_none());
-}
-
-/// Latency and throughput of SetWeight through a go-plugin host against the
-/// real server code and a populated cluster. Prints numbers; run with
-/// `cargo test --release --test netrpc_wire -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement, not a check"]
-async fn measure_set_weight_latency_and_throughput() {
-    let cluster = InMemoryCluster::new();
-    cluster
-        .apply(
-            (0..16).map(|i| virtual_service("team", &format!("app-{i}"))),
-            "team",
-        )
-        .unwrap();
-    let router = Arc::new(IstioRouter::new(cluster, "argoproj-labs/istio"));
-    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
-    tokio::spawn(serve_connection(theirs, router));
-    let host = Host::connect_io(ours).await;
-    let client = go_netrpc::Client::new(host.plugin_stream().await);
-    let args: Vec<_> = (0..16)
-        .map(|i| set_weight_args("team", &format!("app-{i}"), 10 + i))
-        .collect();
-    let mut times = Vec::new();
-    for n in 0..2000 {
-        let started = Instant::now();
-        let reply: RpcError = client
-            .call("Plugin.SetWeight", &args[n % 16])
-            .await
-            .unwrap();
-        times.push(started.elapsed());
-        assert_eq!(reply, RpcError::default());
-    }
-    times.sort();
-    eprintln!(
-        "sequential SetWeight: p50 {:?}, p99 {:?}",
-        times[times.len() / 2],
-        times[times.len() * 99 / 100]
-    );
-    let client = Arc::new(client);
-    let args = Arc::new(args);
-    let started = Instant::now();
-    let per_caller = 1000;
-    let mut callers = Vec::new();
-    for caller in 0..16 {
-        let (client, args) = (client.clone(), args.clone());
-        callers.push(tokio::spawn(async move {
-            for _ in 0..per_caller {
-                let reply: RpcError = client
-                    .call("Plugin.SetWeight", &args[caller])
-                    .await
-                    .unwrap();
-                assert_eq!(reply, RpcError::default());
-            }
-        }));
-    }
-    for c in callers {
-        c.await.unwrap();
-    }
-    let elapsed = started.elapsed();
-    eprintln!(
-        "16 concurrent callers: {} calls in {elapsed:?} = {:.0} calls/s",
-        16 * per_caller,
-        (16 * per_caller) as f64 / elapsed.as_secs_f64()
-    );
 }
