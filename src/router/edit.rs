@@ -95,6 +95,44 @@ pub enum IfMissing {
     Skip,
 }
 
+/// Which outcomes of an edit on a cached copy are checked on a fresh read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// Errors only: a write based on a stale copy conflicts and is redone
+    /// from a fresh read anyway.
+    Errors,
+    /// Errors and changes: for VerifyWeight, whose "not yet" is the answer.
+    ErrorsAndChanges,
+}
+
+/// Reads an object and applies `edit` to it. A cached copy may lag behind
+/// the API server by a watch event, so an outcome to confirm is computed
+/// again on a fresh read: no error (and no "not yet") is ever reported from
+/// a stale cache, while the steady state stays cache-only.
+pub async fn read_and_edit<C, F>(
+    cluster: &C,
+    key: &ObjectKey,
+    retry: &RetryPolicy,
+    confirm: Confirm,
+    edit: F,
+) -> Result<(Value, bool), RouterError>
+where
+    C: Cluster,
+    F: Fn(&mut Value) -> Result<bool, CoreError>,
+{
+    let mut doc = read(cluster, key, Freshness::Cached, retry).await?;
+    match edit(&mut doc) {
+        Ok(false) => return Ok((doc, false)),
+        Ok(true) if confirm == Confirm::Errors => return Ok((doc, true)),
+        // The arguments are wrong whatever the object holds.
+        Err(e @ CoreError::Argument(_)) => return Err(e.into()),
+        _ => {}
+    }
+    let mut doc = read(cluster, key, Freshness::Latest, retry).await?;
+    let changed = edit(&mut doc)?;
+    Ok((doc, changed))
+}
+
 /// Applies `edit(index, doc)` to every object in `keys` and writes the ones
 /// it changed. All objects are read and edited before the first write, so a
 /// rejected edit writes nothing. Returns the number of objects written.
@@ -111,15 +149,15 @@ where
 {
     let mut pending = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        let mut doc = match read(cluster, key, Freshness::Cached, retry).await {
+        let edited = read_and_edit(cluster, key, retry, Confirm::Errors, |doc| edit(index, doc));
+        match edited.await {
+            Ok((doc, true)) => pending.push((index, doc)),
+            Ok((_, false)) => {}
             Err(RouterError::Cluster {
                 source: ClusterError::NotFound(_),
                 ..
-            }) if if_missing == IfMissing::Skip => continue,
-            other => other?,
-        };
-        if edit(index, &mut doc)? {
-            pending.push((index, doc));
+            }) if if_missing == IfMissing::Skip => {}
+            Err(e) => return Err(e),
         }
     }
     let written = pending.len();

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use serde_json::Value;
 use tracing::instrument;
 
-use super::edit::{Freshness, IfMissing, RetryPolicy, edit_all, read, retrying};
+use super::edit::{
+    Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
+};
 use super::{RouterError, TrafficRouter, Verification};
 use crate::cluster::{Cluster, IstioKind, ObjectKey};
 use crate::config::{RouterConfig, virtual_service_location};
@@ -248,13 +250,20 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
         let vss = Self::virtual_services(&config);
         for (i, key) in vss.keys.iter().enumerate() {
-            let mut doc = read(&self.cluster, key, Freshness::Cached, &self.retry).await?;
             let ctx = VirtualServiceContext {
                 object: &vss.labels[i],
                 config: &config,
                 reference: &config.virtual_services[i],
             };
-            if core::set_weight(&mut doc, &ctx, request)? {
+            let (_, would_change) = read_and_edit(
+                &self.cluster,
+                key,
+                &self.retry,
+                Confirm::ErrorsAndChanges,
+                |doc| core::set_weight(doc, &ctx, request),
+            )
+            .await?;
+            if would_change {
                 tracing::info!(object = %key, "weights not yet as desired");
                 return Ok(Verification::NotVerified);
             }
