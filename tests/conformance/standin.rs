@@ -13,7 +13,7 @@ use crate::support::apiserver::{ApiServer, Res};
 /// How long the plugin gets to apply a watch event that the stand-in has
 /// handed to its connection (the plugin answers steady-state reads from its
 /// watch cache, so an outside edit must reach it before the next call).
-const WATCH_GRACE: Duration = Duration::from_millis(50);
+const WATCH_GRACE: Duration = Duration::from_millis(250);
 
 pub struct StandIn {
     pub server: ApiServer,
