@@ -11,6 +11,8 @@ mod expect;
 mod grpc;
 #[path = "conformance/inprocess.rs"]
 mod inprocess;
+#[path = "conformance/netrpc.rs"]
+mod netrpc;
 #[path = "conformance/session.rs"]
 mod session;
 #[path = "conformance/standin.rs"]
@@ -25,7 +27,11 @@ use istio_router::model::Rollout;
 use session::Transport;
 
 fn transports() -> Vec<Box<dyn Transport>> {
-    vec![Box::new(inprocess::InProcess), Box::new(grpc::Grpc)]
+    vec![
+        Box::new(inprocess::InProcess),
+        Box::new(netrpc::NetRpc),
+        Box::new(grpc::Grpc),
+    ]
 }
 
 /// The transports a case may name; those this build lacks are reported.

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use gobwire::{Decoder, Encoder, Gob, Interface, Progress};
 use goplugin::MuxBroker;
 use goplugin::yamux::{Config, Session, Stream};
-use istio_router::transport::netrpc::plugin::{RpcError, VerifyWeightResponse};
+use istio_router::transport::netrpc::plugin::{
+    RpcError, VerifyWeightResponse, WeightUpdateDeadlineResponse,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
@@ -244,25 +246,40 @@ pub struct Empty {}
 impl Host {
     /// rpc_client.go `NewRPCClient`: control, stdout, stderr, then the broker.
     pub async fn connect(path: &Path) -> Host {
-        Host::connect_io(tokio::net::UnixStream::connect(path).await.unwrap()).await
+        Host::try_connect(path).await.unwrap()
+    }
+
+    pub async fn try_connect(path: &Path) -> Result<Host, String> {
+        let io = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", path.display()))?;
+        Host::try_connect_io(io).await
     }
 
     pub async fn connect_io<T>(io: T) -> Host
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
-        let session = Session::client(io, Config::default()).unwrap();
-        let control = session.open().await.unwrap();
-        let stdout = session.open().await.unwrap();
-        let stderr = session.open().await.unwrap();
+        Host::try_connect_io(io).await.unwrap()
+    }
+
+    pub async fn try_connect_io<T>(io: T) -> Result<Host, String>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let yamux = |e: goplugin::yamux::Error| format!("yamux: {e}");
+        let session = Session::client(io, Config::default()).map_err(yamux)?;
+        let control = session.open().await.map_err(yamux)?;
+        let stdout = session.open().await.map_err(yamux)?;
+        let stderr = session.open().await.map_err(yamux)?;
         let (broker, run) = MuxBroker::new(session.clone());
         tokio::spawn(run);
-        Host {
+        Ok(Host {
             session,
             control: go_netrpc::Client::new(control),
             broker,
             _stdio: (stdout, stderr),
-        }
+        })
     }
 
     pub async fn ping(&self) -> Result<(), go_netrpc::Error> {
@@ -272,12 +289,25 @@ impl Host {
 
     /// `Dispenser.Dispense("RpcTrafficRouterPlugin")`, then the broker dial.
     pub async fn plugin_stream(&self) -> Stream {
+        self.try_plugin_stream().await.unwrap()
+    }
+
+    pub async fn try_plugin_stream(&self) -> Result<Stream, String> {
         let id: u32 = self
             .control
             .call("Dispenser.Dispense", "RpcTrafficRouterPlugin")
             .await
-            .unwrap();
-        self.broker.dial(id).await.unwrap()
+            .map_err(|e| format!("Dispenser.Dispense: {e}"))?;
+        self.broker
+            .dial(id)
+            .await
+            .map_err(|e| format!("dialing broker stream {id}: {e}"))
+    }
+
+    /// `Control.Quit`, as `Kill()` sends it.
+    pub async fn quit(&self) -> Result<(), go_netrpc::Error> {
+        let _: Empty = self.control.call("Control.Quit", &true).await?;
+        Ok(())
     }
 }
 
@@ -291,6 +321,7 @@ pub enum ReplyBody {
     Empty,
     Str(String),
     Verify(VerifyWeightResponse),
+    Deadline(WeightUpdateDeadlineResponse),
     Error(RpcError),
 }
 
@@ -322,7 +353,11 @@ impl PluginConn {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.write.write_all(bytes).await.unwrap();
+        self.try_send_raw(bytes).await.unwrap();
+    }
+
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write.write_all(bytes).await
     }
 
     /// The bytes of a header (encoded with this stream's encoder).
@@ -336,18 +371,52 @@ impl PluginConn {
 
     /// A call as net/rpc writes it: header, then the `any` argument.
     pub async fn call(&mut self, method: &str, seq: u64, args: Option<Interface>) {
-        let mut bytes = self.header(method, seq);
-        self.enc.encode_into(&args, &mut bytes).unwrap();
-        self.send_raw(&bytes).await;
+        self.try_call(method, seq, args).await.unwrap();
+    }
+
+    pub async fn try_call(
+        &mut self,
+        method: &str,
+        seq: u64,
+        args: Option<Interface>,
+    ) -> Result<(), String> {
+        let bytes = encode_request(&mut self.enc, method, seq, &args)
+            .map_err(|e| format!("encoding the request: {e}"))?;
+        self.try_send_raw(&bytes)
+            .await
+            .map_err(|e| format!("writing the request: {e}"))
     }
 
     pub async fn reply(&mut self) -> Reply {
-        tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
+        self.next_reply(Duration::from_secs(10))
             .await
-            .expect("a reply within 10 s")
-            .expect("reply stream open")
-            .expect("reply decodes")
+            .unwrap_or_else(|e| panic!("{e}"))
     }
+
+    /// The next reply, or why none came within `limit`.
+    pub async fn next_reply(&mut self, limit: Duration) -> Result<Reply, String> {
+        tokio::time::timeout(limit, self.replies.recv())
+            .await
+            .map_err(|_| format!("no reply within {limit:?}"))?
+            .ok_or_else(|| "the plugin stream closed".to_string())?
+            .map_err(|e| format!("undecodable reply: {e}"))
+    }
+}
+
+/// A call as net/rpc's client writes it: the header, then the `any` argument.
+pub fn encode_request(
+    enc: &mut Encoder,
+    method: &str,
+    seq: u64,
+    args: &Option<Interface>,
+) -> Result<Vec<u8>, gobwire::Error> {
+    let header = go_netrpc::Request {
+        service_method: method.into(),
+        seq,
+    };
+    let mut bytes = enc.encode(&header)?;
+    enc.encode_into(args, &mut bytes)?;
+    Ok(bytes)
 }
 
 async fn read_replies(
@@ -389,6 +458,9 @@ async fn read_replies(
                         match h.service_method.as_str() {
                             "Plugin.Type" => dec.decode().map(ReplyBody::Str),
                             "Plugin.VerifyWeight" => dec.decode().map(ReplyBody::Verify),
+                            "Plugin.GetWeightUpdateDeadline" => {
+                                dec.decode().map(ReplyBody::Deadline)
+                            }
                             _ => dec.decode().map(ReplyBody::Error),
                         }
                     };
@@ -418,8 +490,9 @@ async fn read_replies(
 }
 
 // ---------------------------------------------------------------------------
-// argo-rollouts' argument types, as far as these tests fill them (Go field
-// names; gob matches by name).
+// argo-rollouts' argument types (Go field and type names, as in
+// `host/gob-type-table.txt`; gob matches fields by name). Only the fields a
+// traffic router reads; a Go pointer is an `Option`, which gob flattens.
 
 #[derive(Gob, Debug, Default, Clone)]
 pub struct TypeMeta {
@@ -435,12 +508,126 @@ pub struct ObjectMeta {
     pub name: String,
     #[gob(name = "Namespace")]
     pub namespace: String,
+    #[gob(name = "UID")]
+    pub uid: String,
+    #[gob(name = "Labels")]
+    pub labels: BTreeMap<String, String>,
+    #[gob(name = "Annotations")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct StringMatch {
+    #[gob(name = "Exact")]
+    pub exact: String,
+    #[gob(name = "Prefix")]
+    pub prefix: String,
+    #[gob(name = "Regex")]
+    pub regex: String,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct HeaderRoutingMatch {
+    #[gob(name = "HeaderName")]
+    pub header_name: String,
+    #[gob(name = "HeaderValue")]
+    pub header_value: Option<StringMatch>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct SetHeaderRoute {
+    #[gob(name = "Name")]
+    pub name: String,
+    #[gob(name = "Match")]
+    pub matches: Vec<HeaderRoutingMatch>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct RouteMatch {
+    #[gob(name = "Method")]
+    pub method: Option<StringMatch>,
+    #[gob(name = "Path")]
+    pub path: Option<StringMatch>,
+    #[gob(name = "Headers")]
+    pub headers: BTreeMap<String, StringMatch>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct SetMirrorRoute {
+    #[gob(name = "Name")]
+    pub name: String,
+    #[gob(name = "Match")]
+    pub matches: Vec<RouteMatch>,
+    #[gob(name = "Percentage")]
+    pub percentage: Option<i32>,
+}
+
+/// `intstr.IntOrString`: `Type` 0 is an int, 1 a string.
+#[derive(Gob, Debug, Default, Clone)]
+pub struct IntOrString {
+    #[gob(name = "Type")]
+    pub ty: i64,
+    #[gob(name = "IntVal")]
+    pub int_val: i32,
+    #[gob(name = "StrVal")]
+    pub str_val: String,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct RolloutPause {
+    #[gob(name = "Duration")]
+    pub duration: Option<IntOrString>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct SetCanaryScale {
+    #[gob(name = "Weight")]
+    pub weight: Option<i32>,
+    #[gob(name = "Replicas")]
+    pub replicas: Option<i32>,
+    #[gob(name = "MatchTrafficWeight")]
+    pub match_traffic_weight: bool,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct CanaryStep {
+    #[gob(name = "SetWeight")]
+    pub set_weight: Option<i32>,
+    #[gob(name = "Pause")]
+    pub pause: Option<RolloutPause>,
+    #[gob(name = "SetCanaryScale")]
+    pub set_canary_scale: Option<SetCanaryScale>,
+    #[gob(name = "SetHeaderRoute")]
+    pub set_header_route: Option<SetHeaderRoute>,
+    #[gob(name = "SetMirrorRoute")]
+    pub set_mirror_route: Option<SetMirrorRoute>,
+}
+
+/// Go spells the type `MangedRoutes`.
+#[derive(Gob, Debug, Default, Clone)]
+#[gob(name = "MangedRoutes")]
+pub struct ManagedRoute {
+    #[gob(name = "Name")]
+    pub name: String,
 }
 
 #[derive(Gob, Debug, Default, Clone)]
 pub struct RolloutTrafficRouting {
+    /// `map[string]json.RawMessage`: the JSON as bytes.
     #[gob(name = "Plugins")]
     pub plugins: BTreeMap<String, Vec<u8>>,
+    #[gob(name = "ManagedRoutes")]
+    pub managed_routes: Vec<ManagedRoute>,
+    #[gob(name = "MaxTrafficWeight")]
+    pub max_traffic_weight: Option<i32>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct PingPongSpec {
+    #[gob(name = "PingService")]
+    pub ping_service: String,
+    #[gob(name = "PongService")]
+    pub pong_service: String,
 }
 
 #[derive(Gob, Debug, Default, Clone)]
@@ -449,8 +636,14 @@ pub struct CanaryStrategy {
     pub canary_service: String,
     #[gob(name = "StableService")]
     pub stable_service: String,
+    #[gob(name = "Steps")]
+    pub steps: Vec<CanaryStep>,
     #[gob(name = "TrafficRouting")]
     pub traffic_routing: Option<RolloutTrafficRouting>,
+    #[gob(name = "DynamicStableScale")]
+    pub dynamic_stable_scale: bool,
+    #[gob(name = "PingPong")]
+    pub ping_pong: Option<PingPongSpec>,
 }
 
 #[derive(Gob, Debug, Default, Clone)]
@@ -461,18 +654,10 @@ pub struct RolloutStrategy {
 
 #[derive(Gob, Debug, Default, Clone)]
 pub struct RolloutSpec {
+    #[gob(name = "Replicas")]
+    pub replicas: Option<i32>,
     #[gob(name = "Strategy")]
     pub strategy: RolloutStrategy,
-}
-
-#[derive(Gob, Debug, Default, Clone)]
-pub struct Rollout {
-    #[gob(name = "TypeMeta")]
-    pub type_meta: TypeMeta,
-    #[gob(name = "ObjectMeta")]
-    pub object_meta: ObjectMeta,
-    #[gob(name = "Spec")]
-    pub spec: RolloutSpec,
 }
 
 #[derive(Gob, Debug, Default, Clone)]
@@ -486,6 +671,68 @@ pub struct WeightDestination {
 }
 
 #[derive(Gob, Debug, Default, Clone)]
+pub struct TrafficWeights {
+    #[gob(name = "Canary")]
+    pub canary: WeightDestination,
+    #[gob(name = "Stable")]
+    pub stable: WeightDestination,
+    #[gob(name = "Additional")]
+    pub additional: Vec<WeightDestination>,
+    #[gob(name = "Verified")]
+    pub verified: Option<bool>,
+}
+
+/// A value, not a pointer, in `RolloutStatus`: always on the wire.
+#[derive(Gob, Debug, Default, Clone)]
+pub struct CanaryStatus {
+    #[gob(name = "Weights")]
+    pub weights: Option<TrafficWeights>,
+    #[gob(name = "StablePingPong")]
+    pub stable_ping_pong: String,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct RolloutStatus {
+    #[gob(name = "Abort")]
+    pub abort: bool,
+    #[gob(name = "CurrentPodHash")]
+    pub current_pod_hash: String,
+    #[gob(name = "CurrentStepIndex")]
+    pub current_step_index: Option<i32>,
+    #[gob(name = "Canary")]
+    pub canary: CanaryStatus,
+    #[gob(name = "StableRS")]
+    pub stable_rs: String,
+    #[gob(name = "PromoteFull")]
+    pub promote_full: bool,
+}
+
+/// `TypeMeta` and `ObjectMeta` are embedded: fields named after their types.
+#[derive(Gob, Debug, Default, Clone)]
+pub struct Rollout {
+    #[gob(name = "TypeMeta")]
+    pub type_meta: TypeMeta,
+    #[gob(name = "ObjectMeta")]
+    pub object_meta: ObjectMeta,
+    #[gob(name = "Spec")]
+    pub spec: RolloutSpec,
+    #[gob(name = "Status")]
+    pub status: RolloutStatus,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct UpdateHashArgs {
+    #[gob(name = "Rollout")]
+    pub rollout: Rollout,
+    #[gob(name = "CanaryHash")]
+    pub canary_hash: String,
+    #[gob(name = "StableHash")]
+    pub stable_hash: String,
+    #[gob(name = "AdditionalDestinations")]
+    pub additional_destinations: Vec<WeightDestination>,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
 pub struct SetWeightAndVerifyWeightArgs {
     #[gob(name = "Rollout")]
     pub rollout: Rollout,
@@ -495,6 +742,24 @@ pub struct SetWeightAndVerifyWeightArgs {
     pub additional_destinations: Vec<WeightDestination>,
 }
 
+#[derive(Gob, Debug, Default, Clone)]
+pub struct SetHeaderArgs {
+    #[gob(name = "Rollout")]
+    pub rollout: Rollout,
+    #[gob(name = "SetHeaderRoute")]
+    pub set_header_route: SetHeaderRoute,
+}
+
+#[derive(Gob, Debug, Default, Clone)]
+pub struct SetMirrorArgs {
+    #[gob(name = "Rollout")]
+    pub rollout: Rollout,
+    #[gob(name = "SetMirrorRoute")]
+    pub set_mirror_route: SetMirrorRoute,
+}
+
+/// The argument of RemoveManagedRoutes, GetWeightUpdateDeadline and
+/// ClearWeightUpdateDeadline (registered under three names).
 #[derive(Gob, Debug, Default, Clone)]
 pub struct RemoveManagedRoutesArgs {
     #[gob(name = "Rollout")]
@@ -512,6 +777,7 @@ pub fn rollout(namespace: &str, name: &str) -> Rollout {
         object_meta: ObjectMeta {
             name: name.into(),
             namespace: namespace.into(),
+            ..ObjectMeta::default()
         },
         spec: RolloutSpec {
             strategy: RolloutStrategy {
@@ -523,10 +789,14 @@ pub fn rollout(namespace: &str, name: &str) -> Rollout {
                             "argoproj-labs/istio".to_string(),
                             config.into_bytes(),
                         )]),
+                        ..RolloutTrafficRouting::default()
                     }),
+                    ..CanaryStrategy::default()
                 }),
             },
+            ..RolloutSpec::default()
         },
+        ..Rollout::default()
     }
 }
 
