@@ -132,6 +132,7 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
     let mut rollout = parse_rollout(&case.rollout).map_err(|e| format!("rollout: {e}"))?;
     let mut session = transport.start(case).await?;
     session
+        .cluster
         .apply(&case.objects, &rollout.metadata.namespace)
         .await
         .map_err(|e| format!("objects: {e}"))?;
@@ -139,7 +140,7 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
         call: CallName::InitPlugin,
         ..serde_yaml::from_str("call: InitPlugin").map_err(|e| e.to_string())?
     };
-    let outcome = session.call(&init, &rollout).await;
+    let outcome = session.plugin.call(&init, &rollout).await;
     if !outcome.error.is_empty() {
         return Err(format!("InitPlugin failed: {}", outcome.error));
     }
@@ -150,23 +151,30 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
         }
         let namespace = rollout.metadata.namespace.clone();
         session
+            .cluster
             .apply(&call.apply, &namespace)
             .await
             .map_err(|e| format!("{at}: apply: {e}"))?;
         for gone in &call.delete {
             let ns = gone.namespace.as_deref().unwrap_or(&namespace);
             session
+                .cluster
                 .delete(&gone.kind, ns, &gone.name)
                 .await
                 .map_err(|e| format!("{at}: delete: {e}"))?;
         }
-        session.inject(&call.faults);
-        let writes_before = session.writes();
-        let outcome = session.call(call, &rollout).await;
-        session.clear_faults();
-        let writes = session.writes() - writes_before;
-        let problems =
-            expect::check(&call.expect, &outcome, writes, session.as_mut(), &namespace).await;
+        session.cluster.inject(&call.faults);
+        let writes_before = session.cluster.writes();
+        let outcome = session.plugin.call(call, &rollout).await;
+        session.cluster.clear_faults();
+        let writes = session.cluster.writes() - writes_before;
+        let problems = expect::check(
+            &call.expect,
+            &outcome,
+            writes,
+            session.cluster.as_ref(),
+            &namespace,
+        );
         if !problems.is_empty() {
             return Err(format!("{at}: {}", problems.join("; ")));
         }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::case::{ErrorExpectation, Expect};
-use super::session::{Outcome, Session};
+use super::session::{ClusterSide, Outcome};
 use istio_router::router::Verification;
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -13,11 +13,11 @@ pub fn rfc3339(time: SystemTime) -> String {
 }
 
 /// Everything that does not hold, as readable lines; empty when all holds.
-pub async fn check(
+pub fn check(
     expect: &Expect,
     outcome: &Outcome,
     writes: u64,
-    session: &mut dyn Session,
+    cluster: &dyn ClusterSide,
     namespace: &str,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -79,7 +79,7 @@ pub async fn check(
     }
     for wanted in &expect.objects {
         let (kind, ns, name) = identity(wanted, namespace);
-        let Some(live) = session.object(&kind, &ns, &name).await else {
+        let Some(live) = cluster.object(&kind, &ns, &name) else {
             problems.push(format!("{kind} {ns}/{name} does not exist"));
             continue;
         };
@@ -113,7 +113,7 @@ pub async fn check(
             .namespace
             .clone()
             .unwrap_or_else(|| namespace.to_string());
-        if session.object(&gone.kind, &ns, &gone.name).await.is_some() {
+        if cluster.object(&gone.kind, &ns, &gone.name).is_some() {
             problems.push(format!("{} {ns}/{} should not exist", gone.kind, gone.name));
         }
     }
@@ -122,7 +122,7 @@ pub async fn check(
             .namespace
             .clone()
             .unwrap_or_else(|| namespace.to_string());
-        if let Some(live) = session.object(&gone.kind, &ns, &gone.name).await
+        if let Some(live) = cluster.object(&gone.kind, &ns, &gone.name)
             && live
                 .pointer("/metadata/annotations")
                 .and_then(|a| a.get(&gone.key))

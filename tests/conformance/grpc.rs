@@ -1,10 +1,8 @@
 //! The `grpc` transport: the plugin binary started with `--protocol grpc`,
 //! called through the service in `proto/`, editing the API stand-in.
 
-use serde_json::Value;
-
-use super::case::{Call, CallName, Case, Fault};
-use super::session::{BoxFuture, Outcome, Session, Transport};
+use super::case::{Call, CallName, Case};
+use super::session::{BoxFuture, Outcome, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
 use crate::support::netrpc_host::PluginProcess;
 use istio_router::model::{self, Rollout};
@@ -25,7 +23,7 @@ impl Transport for Grpc {
         None
     }
 
-    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Box<dyn Session>, String>> {
+    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = StandIn::start().await?;
             let args = plugin_args(case, "grpc");
@@ -47,19 +45,21 @@ impl Transport for Grpc {
             let channel = grpc::connect(&plugin.socket)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(Box::new(GrpcSession {
-                cluster,
-                client: Client::new(channel),
-                _plugin: plugin,
-            }) as Box<dyn Session>)
+            Ok(Session {
+                cluster: Box::new(cluster),
+                plugin: Box::new(GrpcPlugin {
+                    client: Client::new(channel),
+                    _process: plugin,
+                }),
+            })
         })
     }
 }
 
-struct GrpcSession {
-    cluster: StandIn,
+/// The plugin process and a client of its service.
+struct GrpcPlugin {
     client: Client,
-    _plugin: PluginProcess,
+    _process: PluginProcess,
 }
 
 fn destinations(call: &Call) -> Vec<pb::WeightDestination> {
@@ -208,44 +208,7 @@ async fn send(
     Ok(outcome)
 }
 
-impl Session for GrpcSession {
-    fn apply(
-        &mut self,
-        objects: &[Value],
-        default_namespace: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let objects = objects.to_vec();
-        let namespace = default_namespace.to_string();
-        Box::pin(async move { self.cluster.apply(&objects, &namespace).await })
-    }
-
-    fn delete(
-        &mut self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let (kind, namespace, name) = (kind.to_string(), namespace.to_string(), name.to_string());
-        Box::pin(async move { self.cluster.delete(&kind, &namespace, &name).await })
-    }
-
-    fn inject(&mut self, faults: &[Fault]) {
-        self.cluster.inject(faults);
-    }
-
-    fn clear_faults(&mut self) {
-        self.cluster.clear_faults();
-    }
-
-    fn object(&mut self, kind: &str, namespace: &str, name: &str) -> BoxFuture<'_, Option<Value>> {
-        let object = self.cluster.object(kind, namespace, name);
-        Box::pin(async move { object })
-    }
-
-    fn writes(&mut self) -> u64 {
-        self.cluster.writes()
-    }
-
+impl PluginSide for GrpcPlugin {
     fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let rollout_json = match serde_json::to_vec(rollout) {

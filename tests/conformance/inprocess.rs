@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::case::{Call, CallName, Case, Fault, FaultKind, FaultOn};
-use super::session::{BoxFuture, Outcome, Session, Transport};
+use super::session::{BoxFuture, ClusterSide, Outcome, PluginSide, Session, Transport};
 use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
 use istio_router::model::Rollout;
 use istio_router::router::{IstioRouter, RetryPolicy, TrafficRouter};
@@ -23,7 +23,7 @@ impl Transport for InProcess {
         None
     }
 
-    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Box<dyn Session>, String>> {
+    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = Arc::new(FaultyCluster::default());
             let router =
@@ -31,7 +31,10 @@ impl Transport for InProcess {
                     attempts: 5,
                     backoff: std::time::Duration::from_millis(1),
                 });
-            Ok(Box::new(InProcessSession { cluster, router }) as Box<dyn Session>)
+            Ok(Session {
+                cluster: Box::new(SharedCluster(cluster)),
+                plugin: Box::new(router),
+            })
         })
     }
 }
@@ -110,41 +113,35 @@ impl Cluster for FaultyCluster {
     }
 }
 
-struct InProcessSession {
-    cluster: Arc<FaultyCluster>,
-    router: IstioRouter<Arc<FaultyCluster>>,
-}
+/// The case's handle on the cluster the router edits.
+struct SharedCluster(Arc<FaultyCluster>);
 
-impl Session for InProcessSession {
-    fn apply(
-        &mut self,
-        objects: &[Value],
-        default_namespace: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
+impl ClusterSide for SharedCluster {
+    fn apply<'a>(
+        &'a mut self,
+        objects: &'a [Value],
+        default_namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
         let result = self
-            .cluster
+            .0
             .store
             .apply(objects.iter().cloned(), default_namespace)
             .map_err(|e| e.to_string());
         Box::pin(async move { result })
     }
 
-    fn delete(
-        &mut self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        self.cluster.store.delete(kind, namespace, name);
+    fn delete<'a>(
+        &'a mut self,
+        kind: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        self.0.store.delete(kind, namespace, name);
         Box::pin(async { Ok(()) })
     }
 
     fn inject(&mut self, faults: &[Fault]) {
-        let mut armed = self
-            .cluster
-            .faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut armed = self.0.faults.lock().unwrap_or_else(|p| p.into_inner());
         armed.extend(faults.iter().map(|fault| ArmedFault {
             fault: fault.clone(),
             remaining: fault.times,
@@ -152,25 +149,26 @@ impl Session for InProcessSession {
     }
 
     fn clear_faults(&mut self) {
-        self.cluster
+        self.0
             .faults
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
 
-    fn object(&mut self, kind: &str, namespace: &str, name: &str) -> BoxFuture<'_, Option<Value>> {
-        let object = self.cluster.store.object(kind, namespace, name);
-        Box::pin(async move { object })
+    fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.0.store.object(kind, namespace, name)
     }
 
-    fn writes(&mut self) -> u64 {
-        self.cluster.writes.load(Ordering::SeqCst)
+    fn writes(&self) -> u64 {
+        self.0.writes.load(Ordering::SeqCst)
     }
+}
 
+impl PluginSide for IstioRouter<Arc<FaultyCluster>> {
     fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let router = &self.router;
+            let router = &*self;
             let mut outcome = Outcome::default();
             let result = match call.call {
                 CallName::InitPlugin => router.init_plugin().await,

@@ -2,10 +2,8 @@
 //! by the mock controller (gob with Go field names, a ping before every
 //! call), editing the API stand-in.
 
-use serde_json::Value;
-
-use super::case::{Call, CallName, Case, Fault};
-use super::session::{BoxFuture, Outcome, Session, Transport};
+use super::case::{Call, CallName, Case};
+use super::session::{BoxFuture, Outcome, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
 use crate::support::mock_controller::{CallReply, MockController, PluginCall};
 use istio_router::model::Rollout;
@@ -21,22 +19,17 @@ impl Transport for NetRpc {
         None
     }
 
-    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Box<dyn Session>, String>> {
+    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = StandIn::start().await?;
             let controller =
                 MockController::launch(&plugin_args(case, "netrpc"), &cluster.env()).await?;
-            Ok(Box::new(NetRpcSession {
-                cluster,
-                controller,
-            }) as Box<dyn Session>)
+            Ok(Session {
+                cluster: Box::new(cluster),
+                plugin: Box::new(controller),
+            })
         })
     }
-}
-
-struct NetRpcSession {
-    cluster: StandIn,
-    controller: MockController,
 }
 
 fn plugin_call<'a>(call: &'a Call, rollout: &'a Rollout) -> PluginCall<'a> {
@@ -93,44 +86,7 @@ static EMPTY_MIRROR_ROUTE: istio_router::model::SetMirrorRoute =
         percentage: None,
     };
 
-impl Session for NetRpcSession {
-    fn apply(
-        &mut self,
-        objects: &[Value],
-        default_namespace: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let objects = objects.to_vec();
-        let namespace = default_namespace.to_string();
-        Box::pin(async move { self.cluster.apply(&objects, &namespace).await })
-    }
-
-    fn delete(
-        &mut self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> BoxFuture<'_, Result<(), String>> {
-        let (kind, namespace, name) = (kind.to_string(), namespace.to_string(), name.to_string());
-        Box::pin(async move { self.cluster.delete(&kind, &namespace, &name).await })
-    }
-
-    fn inject(&mut self, faults: &[Fault]) {
-        self.cluster.inject(faults);
-    }
-
-    fn clear_faults(&mut self) {
-        self.cluster.clear_faults();
-    }
-
-    fn object(&mut self, kind: &str, namespace: &str, name: &str) -> BoxFuture<'_, Option<Value>> {
-        let object = self.cluster.object(kind, namespace, name);
-        Box::pin(async move { object })
-    }
-
-    fn writes(&mut self) -> u64 {
-        self.cluster.writes()
-    }
-
+impl PluginSide for MockController {
     fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let CallReply {
@@ -138,7 +94,7 @@ impl Session for NetRpcSession {
                 verified,
                 type_name,
                 deadline,
-            } = self.controller.call(plugin_call(call, rollout)).await;
+            } = MockController::call(self, plugin_call(call, rollout)).await;
             Outcome {
                 error,
                 verified,

@@ -1,6 +1,7 @@
 //! What a transport gives the runner: a cluster it can arrange and inspect,
 //! and a plugin it can call. Each transport (in-process, the binary over
-//! net/rpc, the binary over gRPC) implements [`Transport`].
+//! net/rpc, the binary over gRPC) implements [`Transport`]; the two process
+//! transports share one cluster side, the API stand-in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,31 +25,41 @@ pub struct Outcome {
     pub deadline: Option<String>,
 }
 
-pub trait Session: Send {
+/// The cluster the plugin edits, as the case arranges and inspects it.
+pub trait ClusterSide: Send {
     /// Creates or replaces objects as someone other than the plugin would.
-    fn apply(
-        &mut self,
-        objects: &[Value],
-        default_namespace: &str,
-    ) -> BoxFuture<'_, Result<(), String>>;
-    fn delete(
-        &mut self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-    ) -> BoxFuture<'_, Result<(), String>>;
+    fn apply<'a>(
+        &'a mut self,
+        objects: &'a [Value],
+        default_namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    fn delete<'a>(
+        &'a mut self,
+        kind: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// Faults for the next call only.
     fn inject(&mut self, faults: &[Fault]);
     fn clear_faults(&mut self);
-    fn object(&mut self, kind: &str, namespace: &str, name: &str) -> BoxFuture<'_, Option<Value>>;
+    fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value>;
     /// Write requests the cluster has received so far.
-    fn writes(&mut self) -> u64;
+    fn writes(&self) -> u64;
+}
+
+/// The plugin, called the way the transport carries calls.
+pub trait PluginSide: Send {
     fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome>;
+}
+
+pub struct Session {
+    pub cluster: Box<dyn ClusterSide>,
+    pub plugin: Box<dyn PluginSide>,
 }
 
 pub trait Transport {
     fn name(&self) -> &'static str;
     /// Why this transport cannot run `case`, if it cannot.
     fn cannot_run(&self, case: &Case) -> Option<String>;
-    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Box<dyn Session>, String>>;
+    fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>>;
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::case::Fault;
+use super::session::{BoxFuture, ClusterSide};
 use crate::support::apiserver::{ApiServer, Res};
 
 /// How long the plugin gets to apply a watch event that the stand-in has
@@ -43,7 +44,7 @@ impl StandIn {
 
     /// Creates or replaces objects; kinds the plugin never reads (Service)
     /// are not served by the stand-in and are left out.
-    pub async fn apply(
+    async fn apply_objects(
         &mut self,
         objects: &[Value],
         default_namespace: &str,
@@ -73,14 +74,6 @@ impl StandIn {
         Ok(())
     }
 
-    pub async fn delete(&mut self, kind: &str, namespace: &str, name: &str) -> Result<(), String> {
-        if Res::parse(kind).is_some() {
-            self.server.delete(kind, namespace, name);
-            self.settle().await;
-        }
-        Ok(())
-    }
-
     /// Lets every watching client see the latest change.
     async fn settle(&self) {
         if self.server.open_watches() > 0 {
@@ -88,20 +81,45 @@ impl StandIn {
             tokio::time::sleep(WATCH_GRACE).await;
         }
     }
+}
 
-    pub fn inject(&self, faults: &[Fault]) {
+impl ClusterSide for StandIn {
+    fn apply<'a>(
+        &'a mut self,
+        objects: &'a [Value],
+        default_namespace: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.apply_objects(objects, default_namespace))
+    }
+
+    fn delete<'a>(
+        &'a mut self,
+        kind: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if Res::parse(kind).is_some() {
+                self.server.delete(kind, namespace, name);
+                self.settle().await;
+            }
+            Ok(())
+        })
+    }
+
+    fn inject(&mut self, faults: &[Fault]) {
         self.server.inject(faults.to_vec());
     }
 
-    pub fn clear_faults(&self) {
+    fn clear_faults(&mut self) {
         self.server.clear_faults();
     }
 
-    pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         Res::parse(kind).and_then(|_| self.server.get(kind, namespace, name))
     }
 
-    pub fn writes(&self) -> u64 {
+    fn writes(&self) -> u64 {
         self.server.writes()
     }
 }
