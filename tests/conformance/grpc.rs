@@ -26,22 +26,8 @@ impl Transport for Grpc {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = StandIn::start().await?;
-            let args = plugin_args(case, "grpc");
-            let env = cluster.env();
-            let plugin = tokio::task::spawn_blocking(move || {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let env: Vec<(&str, &str)> =
-                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                PluginProcess::spawn_with_env(&args, &env)
-            })
-            .await
-            .map_err(|e| format!("starting the plugin: {e}"))?;
-            if !plugin.handshake.trim_end().ends_with("|grpc|") {
-                return Err(format!(
-                    "handshake {:?} does not announce grpc",
-                    plugin.handshake
-                ));
-            }
+            let plugin =
+                PluginProcess::launch(plugin_args(case, "grpc"), cluster.env(), "grpc").await?;
             let channel = grpc::connect(&plugin.socket)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -252,21 +252,7 @@ impl MockController {
     /// argo's startup sequence: spawn, handshake, connect, dispense, dial,
     /// InitPlugin, ping.
     async fn start(&mut self) -> Result<(), String> {
-        let (args, env) = (self.args.clone(), self.env.clone());
-        let process = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            PluginProcess::spawn_with_env(&args, &env)
-        })
-        .await
-        .map_err(|e| format!("starting the plugin: {e}"))?;
-        if !process.handshake.trim_end().ends_with("|netrpc|") {
-            return Err(format!(
-                "handshake {:?} does not announce netrpc",
-                process.handshake
-            ));
-        }
+        let process = PluginProcess::launch(self.args.clone(), self.env.clone(), "netrpc").await?;
         let host = Host::try_connect(&process.socket).await?;
         let stream = host.try_plugin_stream().await?;
         let mut running = Running {

@@ -44,6 +44,34 @@ impl PluginProcess {
         PluginProcess::spawn_with_env(args, &[])
     }
 
+    /// Starts the binary off the async runtime (spawning blocks on the
+    /// handshake) and checks that it announces `protocol`.
+    pub async fn launch(
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        protocol: &str,
+    ) -> Result<PluginProcess, String> {
+        let process = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            PluginProcess::spawn_with_env(&args, &env)
+        })
+        .await
+        .map_err(|e| format!("starting the plugin: {e}"))?;
+        if !process
+            .handshake
+            .trim_end()
+            .ends_with(&format!("|{protocol}|"))
+        {
+            return Err(format!(
+                "handshake {:?} does not announce {protocol}",
+                process.handshake
+            ));
+        }
+        Ok(process)
+    }
+
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> PluginProcess {
         let base_dir = std::env::temp_dir().join(format!(
             "netrpc-test-{}-{}",
