@@ -13,19 +13,9 @@ use std::sync::{Once, OnceLock};
 
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
+use support::go_build::{GO_PACKAGES, build_go_client, go_available};
 
-const GOPATH: &str = "/usr/share/gocode";
-
-/// Debian's go-plugin 1.0.1 package does not pull in the gRPC half it
-/// compiles, so those sources are needed too.
-const GO_SOURCES: &[&str] = &[
-    "github.com/hashicorp/go-plugin",
-    "google.golang.org/grpc",
-    "golang.org/x/net/context",
-];
-
-const SKIPPED: &str = "go_client: SKIPPED — install golang-go, golang-github-hashicorp-go-plugin-dev, \
-     golang-google-grpc-dev and golang-golang-x-net-dev (apt) to run the real Go client test";
+const SKIPPED_BECAUSE: &str = "go_client: SKIPPED — install";
 
 /// What the Go client prints, one line per call, when the plugin answers
 /// every call as the controller expects.
@@ -52,39 +42,12 @@ const EXPECTED: &[&str] = &[
     "PASS",
 ];
 
-fn go_available() -> bool {
-    let go = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    go && GO_SOURCES
-        .iter()
-        .all(|pkg| Path::new(GOPATH).join("src").join(pkg).is_dir())
-}
-
 /// Builds the Go client once per test binary; both scenarios share it.
 fn go_client() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-client");
-        let binary = out_dir.join("go-client");
-        let output = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&binary)
-            .arg(".")
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-client"))
-            .env("GO111MODULE", "off")
-            .env("GOPATH", GOPATH)
-            .env("GOCACHE", out_dir.join("cache"))
-            .env_remove("GOFLAGS")
-            .output()
-            .expect("running go build");
-        assert!(
-            output.status.success(),
-            "go build of tests/go-client failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        binary
+        build_go_client(&out_dir, "go-client").unwrap_or_else(|e| panic!("{e}"))
     })
 }
 
@@ -190,7 +153,9 @@ fn primary_weights(vs: &Value) -> Vec<i64> {
 fn run_scenario(scenario: &str) {
     if !go_available() {
         static NOTICE: Once = Once::new();
-        NOTICE.call_once(|| println!("{SKIPPED}"));
+        NOTICE.call_once(|| {
+            println!("{SKIPPED_BECAUSE} {GO_PACKAGES} to run the real Go client test")
+        });
         return;
     }
     let (cluster, env) = prepare_cluster(scenario);

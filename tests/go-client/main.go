@@ -6,6 +6,8 @@
 // stdout (`ok SetWeight 20`); exit status 1 on any mismatch.
 //
 //	go-client -scenario host -plugin ./rollouts-plugin-trafficrouter-istio -- --plugin-name argoproj-labs/istio
+//
+// With -bench it measures the plugin instead (see bench.go).
 package main
 
 import (
@@ -37,25 +39,36 @@ func main() {
 	pluginPath := flag.String("plugin", "", "path of the plugin binary")
 	keepGoing := flag.Bool("keep-going", false, "report every mismatch instead of stopping at the first")
 	timeout := flag.Duration("timeout", time.Minute, "give up (and kill the plugin) after this long")
+	bench := flag.Bool("bench", false, "measure the plugin (latency, throughput, memory) instead of driving a scenario")
+	rollouts := flag.Int("rollouts", 16, "with -bench: how many rollouts the calls go round")
 	flag.Parse()
 
 	build, ok := scenarios[*scenarioName]
-	if *pluginPath == "" || !ok {
-		fmt.Fprintf(os.Stderr, "usage: go-client -scenario (%s) -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
+	if *pluginPath == "" || !ok || *rollouts < 1 {
+		fmt.Fprintf(os.Stderr, "usage: go-client [-bench [-rollouts n] | -scenario (%s)] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
 		os.Exit(2)
 	}
-	r := &runner{keepGoing: *keepGoing, cmd: exec.Command(*pluginPath, flag.Args()...)}
-	r.current.Store("Start")
+	cmd := exec.Command(*pluginPath, flag.Args()...)
+	var current atomic.Value // the call in flight, for the timeout message
+	current.Store("Start")
 	// net/rpc calls have no deadline of their own: a plugin that never
 	// answers must fail the run, not hang it.
 	go func() {
 		time.Sleep(*timeout)
-		fmt.Printf("FAIL %s: no answer within %v\n", r.current.Load(), *timeout)
-		if p := r.cmd.Process; p != nil {
+		fmt.Printf("FAIL %s: no answer within %v\n", current.Load(), *timeout)
+		if p := cmd.Process; p != nil {
 			_ = p.Kill()
 		}
 		os.Exit(1)
 	}()
+	if *bench {
+		if failure := runBench(cmd, &current, *rollouts); failure != "" {
+			fmt.Printf("FAIL %s\n", failure)
+			os.Exit(1)
+		}
+		return
+	}
+	r := &runner{keepGoing: *keepGoing, cmd: cmd, current: &current}
 	r.run(build())
 	if r.failures > 0 {
 		fmt.Printf("FAILED: %d mismatch(es)\n", r.failures)
@@ -69,7 +82,7 @@ type runner struct {
 	cmd       *exec.Cmd
 	failures  int
 	pings     int
-	current   atomic.Value // the call in flight, for the timeout message
+	current   *atomic.Value
 }
 
 // check records one call's outcome; without -keep-going the first mismatch
