@@ -36,14 +36,6 @@ impl IstioKind {
             IstioKind::DestinationRule => "destinationrules",
         }
     }
-
-    pub fn from_kind(kind: &str) -> Option<Self> {
-        match kind {
-            "VirtualService" => Some(IstioKind::VirtualService),
-            "DestinationRule" => Some(IstioKind::DestinationRule),
-            _ => None,
-        }
-    }
 }
 
 /// One VirtualService or DestinationRule.

@@ -32,15 +32,6 @@ impl Verification {
             _ => Verification::NotVerified,
         }
     }
-
-    /// `Some(true)`, `Some(false)` or `None`, as the controller reads it.
-    pub fn as_option(self) -> Option<bool> {
-        match self {
-            Verification::Verified => Some(true),
-            Verification::NotVerified => Some(false),
-            Verification::NotImplemented => None,
-        }
-    }
 }
 
 /// Why a call failed; its `Display` is the `RpcError.ErrorString` the
