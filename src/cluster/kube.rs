@@ -26,6 +26,8 @@ use tokio::time::Instant;
 use super::{Cluster, ClusterError, IstioKind, ObjectKey, ReplicaSetInfo};
 
 const ISTIO_GROUP: &str = "networking.istio.io";
+/// The `User-Agent` of every request the plugin sends.
+const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 /// Server-side bound of one watch request; below kube-rs' read timeout.
 const WATCH_SECONDS: u32 = 290;
 /// A watch with no traffic for this long is presumed dead.
@@ -112,6 +114,12 @@ impl KubeCluster {
         // The router retries with its own policy; hidden retries would also
         // bypass the rate limit and stretch the request timeout.
         config.default_retry = false;
+        // Named requests: the API server's audit log and metrics tell the
+        // plugin's traffic apart from the controller's (same identity).
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(USER_AGENT),
+        ));
         let client = Client::try_from(config)
             .map_err(|e| failed(format!("cannot build the Kubernetes client: {e}")))?;
         tracing::info!(

@@ -39,7 +39,10 @@ replace (
 	k8s.io/sample-controller => k8s.io/sample-controller v0.34.5
 )
 
-require go.etcd.io/etcd/server/v3 v3.6.16
+require (
+	go.etcd.io/etcd/server/v3 v3.6.16
+	istio.io/api v1.32.0
+)
 
 require (
 	cel.dev/expr v0.25.2 // indirect

@@ -1,0 +1,344 @@
+//! The genuine Argo Rollouts controller, installed as users install it: its
+//! CRDs and stock ClusterRole from the same module, its ServiceAccount, the
+//! extra RBAC of `plugin-manifest.yaml`, and the `argo-rollouts-config`
+//! ConfigMap built from that manifest's plugin entry. It runs under its
+//! ServiceAccount's token; the plugin it starts inherits that identity.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+
+use crate::cluster::{
+    CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT, Cluster, Process, free_port,
+    write_kubeconfig,
+};
+use crate::kube_objects::{Objects, kind_and_name, yaml_documents};
+use crate::tools::Built;
+
+/// The plugin binary under test and the manifest that installs it.
+pub struct PluginArtifact {
+    pub binary: PathBuf,
+    pub sha256: String,
+    pub manifest: PathBuf,
+}
+
+impl PluginArtifact {
+    /// `E2E_PLUGIN_BINARY` / `E2E_PLUGIN_MANIFEST` when set (CI passes the
+    /// release artifact and the manifest the release build generated), else
+    /// this build's binary and the committed `plugin-manifest.yaml`.
+    pub fn locate(root: &Path) -> anyhow::Result<PluginArtifact> {
+        let binary = std::env::var_os("E2E_PLUGIN_BINARY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio")));
+        let manifest = std::env::var_os("E2E_PLUGIN_MANIFEST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("plugin-manifest.yaml"));
+        let binary = binary
+            .canonicalize()
+            .with_context(|| format!("plugin binary {}", binary.display()))?;
+        let output = Command::new("sha256sum")
+            .arg(&binary)
+            .output()
+            .context("running sha256sum")?;
+        let sha256 = String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if sha256.len() != 64 {
+            bail!("cannot compute the sha256 of {}", binary.display());
+        }
+        Ok(PluginArtifact {
+            binary,
+            sha256,
+            manifest,
+        })
+    }
+}
+
+pub struct Controller {
+    pub version: String,
+    process: Process,
+    pub kubectl_plugin: PathBuf,
+    pub admin_kubeconfig: PathBuf,
+    pub plugin_name: String,
+    pub audit_log: PathBuf,
+}
+
+impl Controller {
+    pub async fn start(
+        cluster: &Cluster,
+        built: &Built,
+        version: &str,
+        plugin: &PluginArtifact,
+    ) -> anyhow::Result<Controller> {
+        let tools = built
+            .controllers
+            .get(version)
+            .ok_or_else(|| anyhow!("argo-rollouts {version} was not built"))?;
+        let objects = Objects::new(cluster.admin_client());
+        let manifests = tools.module_dir.join("manifests");
+
+        // CRDs, as `kubectl apply -k manifests/crds` installs them.
+        for entry in std::fs::read_dir(manifests.join("crds"))? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n != "kustomization.yaml") {
+                objects.apply_file(&path, None, "e2e-installer").await?;
+                objects.wait_crds_established(&path).await?;
+            }
+        }
+        // The stock identity and role (manifests/cluster-install).
+        for file in [
+            "base/argo-rollouts-sa.yaml",
+            "base/argo-rollouts-notification-secret.yaml",
+            "role/argo-rollouts-clusterrole.yaml",
+            "cluster-install/argo-rollouts-clusterrolebinding.yaml",
+        ] {
+            objects
+                .apply_file(&manifests.join(file), Some(CONTROLLER_NAMESPACE), "e2e-installer")
+                .await?;
+        }
+        let plugin_name = install_plugin_manifest(&objects, plugin).await?;
+
+        let token = service_account_token(&objects).await?;
+        let dir = cluster.work_dir().join(format!("controller-{version}"));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("controller.kubeconfig");
+        write_kubeconfig(
+            &kubeconfig,
+            &cluster.server,
+            &cluster.ca_file,
+            "argo-rollouts",
+            &token,
+        )?;
+
+        let healthz = free_port()?;
+        let metrics = free_port()?;
+        let process = Process::spawn(
+            &format!("rollouts-controller-{version}"),
+            cluster.work_dir(),
+            Command::new(&tools.controller)
+                .current_dir(&dir)
+                // The plugin inherits this environment: its kube client
+                // finds the controller's identity through KUBECONFIG, as it
+                // finds the in-cluster one in a pod.
+                .env("KUBECONFIG", &kubeconfig)
+                .env("POD_NAMESPACE", CONTROLLER_NAMESPACE)
+                .args([
+                    format!("--kubeconfig={}", kubeconfig.display()),
+                    "--leader-elect=false".to_string(),
+                    "--loglevel=info".to_string(),
+                    "--logformat=json".to_string(),
+                    format!("--healthzPort={healthz}"),
+                    format!("--metricsPort={metrics}"),
+                ]),
+        )?;
+        let mut controller = Controller {
+            version: version.to_string(),
+            process,
+            kubectl_plugin: tools.kubectl_plugin.clone(),
+            admin_kubeconfig: cluster.admin_kubeconfig.clone(),
+            plugin_name,
+            audit_log: cluster.audit_log.clone(),
+        };
+        controller.wait_started(healthz).await?;
+        Ok(controller)
+    }
+
+    async fn wait_started(&mut self, healthz: u16) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.check_alive()?;
+            if std::net::TcpStream::connect(("127.0.0.1", healthz)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "argo-rollouts {} did not start within 60 s:\n{}",
+                    self.version,
+                    self.process.log_tail(20)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.process.child.try_wait()? {
+            bail!(
+                "argo-rollouts {} exited ({status}):\n{}",
+                self.version,
+                self.process.log_tail(20)
+            );
+        }
+        Ok(())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+
+    /// The plugin processes the controller has started and that still run.
+    pub fn plugin_pids(&self) -> Vec<i32> {
+        children_of(self.process.child.id() as i32)
+    }
+
+    /// SIGKILLs the running plugin process(es); returns how many.
+    pub fn kill_plugin(&self) -> usize {
+        let pids = self.plugin_pids();
+        for pid in &pids {
+            // SAFETY: kill(2) on a process of ours.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        pids.len()
+    }
+
+    /// The plugin's own log lines, re-logged by the controller's go-plugin
+    /// client with their level (`[INFO]  plugin.…: message`).
+    /// `expect_error`: a scenario that makes a call fail has run, so an
+    /// `[ERROR]` line must be there too.
+    pub fn check_plugin_logs(&self, expect_error: bool) -> Result<String, String> {
+        let log = self.log_text();
+        let plugin_lines: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains(" plugin.") && line.contains('['))
+            .collect();
+        let count = |level: &str| {
+            plugin_lines
+                .iter()
+                .filter(|line| line.contains(&format!("[{level}]")))
+                .count()
+        };
+        let (info, warn, error) = (count("INFO"), count("WARN"), count("ERROR"));
+        if info == 0 {
+            return Err(format!(
+                "no plugin line at [INFO] in the controller's log ({} plugin lines)",
+                plugin_lines.len()
+            ));
+        }
+        if expect_error && error == 0 {
+            return Err(
+                "the broken-configuration scenario's error did not reach the controller's log at [ERROR]"
+                    .to_string(),
+            );
+        }
+        let stray_stdout = log.lines().filter(|l| l.contains("plugin.stdio")).count();
+        Ok(format!(
+            "plugin lines in the controller's log: {info} INFO, {warn} WARN, {error} ERROR; {stray_stdout} stdout lines"
+        ))
+    }
+
+    /// Stops the controller and checks that the plugin it started exits too.
+    pub fn stop(mut self) {
+        let plugins = self.plugin_pids();
+        self.process.stop();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && plugins.iter().any(|pid| alive(*pid)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for pid in plugins.iter().filter(|pid| alive(**pid)) {
+            eprintln!("e2e: plugin {pid} outlived the controller by 5 s");
+        }
+    }
+}
+
+/// Applies `plugin-manifest.yaml` as an operator would, with the plugin
+/// entry's location pointing at the artifact under test (and its sha256).
+/// Returns the plugin's name.
+async fn install_plugin_manifest(
+    objects: &Objects,
+    plugin: &PluginArtifact,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(&plugin.manifest)
+        .with_context(|| format!("reading {}", plugin.manifest.display()))?;
+    let mut plugin_name = None;
+    for mut document in yaml_documents(&text)? {
+        let (kind, name) = kind_and_name(&document)?;
+        if kind == "ConfigMap" && name == "argo-rollouts-config" {
+            let entries = document["data"]["trafficRouterPlugins"]
+                .as_str()
+                .ok_or_else(|| anyhow!("{}: the ConfigMap has no data.trafficRouterPlugins", plugin.manifest.display()))?;
+            let entries: Vec<Value> = serde_yaml::from_str(entries)?;
+            let mut entry = entries
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("{}: trafficRouterPlugins is empty", plugin.manifest.display()))?;
+            entry["location"] = json!(format!("file://{}", plugin.binary.display()));
+            entry["sha256"] = json!(plugin.sha256);
+            plugin_name = entry["name"].as_str().map(str::to_string);
+            document["data"]["trafficRouterPlugins"] =
+                json!(serde_yaml::to_string(&vec![entry])?);
+        }
+        objects
+            .apply(document, Some(CONTROLLER_NAMESPACE), "e2e-installer")
+            .await?;
+    }
+    plugin_name.ok_or_else(|| {
+        anyhow!(
+            "{} has no argo-rollouts-config ConfigMap with a plugin entry",
+            plugin.manifest.display()
+        )
+    })
+}
+
+/// A token for the controller's ServiceAccount (the TokenRequest API, as
+/// the kubelet mounts one into the controller's pod).
+async fn service_account_token(objects: &Objects) -> anyhow::Result<String> {
+    let api = objects.api("ServiceAccount", CONTROLLER_NAMESPACE).await?;
+    let request = json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 7200}
+    });
+    let response: Value = api
+        .create_subresource(
+            "token",
+            CONTROLLER_SERVICE_ACCOUNT,
+            &Default::default(),
+            &request,
+        )
+        .await
+        .context("requesting a ServiceAccount token")?;
+    response["status"]["token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("TokenRequest returned no token: {response}"))
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return children;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let mut fields = after.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) && state != Some("Z") {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            after.split_whitespace().next() != Some("Z")
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,154 @@
+//! The end-to-end tier: the genuine Argo Rollouts controller runs canaries
+//! through the plugin on a real kube-apiserver (with etcd and
+//! kube-controller-manager), Istio's CRDs with their schemas, and the
+//! controller's stock RBAC plus what `plugin-manifest.yaml` adds.
+//!
+//! Every Go program comes from the pinned modules under `tests/e2e/` and is
+//! built once into a cache outside the checkout. Scenarios are data
+//! (`tests/e2e/scenarios/*.yaml`, format in `tests/e2e/README.md`); every
+//! scenario under `E2E_SCENARIOS_DIR` runs too. One line per scenario and
+//! controller version, then `e2e: N passed, M failed`.
+
+mod cluster;
+mod controller;
+mod expect;
+mod kube_objects;
+mod pods;
+mod runner;
+mod scenario;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::cluster::Cluster;
+use crate::controller::{Controller, PluginArtifact};
+
+/// The controller releases the tier proves the plugin against: the latest
+/// and the previous minor. Each has its own module under `controller/`.
+const CONTROLLER_VERSIONS: [&str; 2] = ["v1.10.2", "v1.9.3"];
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("e2e: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok((_, 0)) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            println!("FAIL e2e [setup]: {e:#}");
+            println!("e2e: 0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<(usize, usize)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scenarios = load_scenarios(root)?;
+    let versions = selected_versions();
+
+    let started = Instant::now();
+    let built = tools::build_all(root, &versions)?;
+    eprintln!(
+        "e2e: Go programs ready in {:.1}s (cache {})",
+        started.elapsed().as_secs_f64(),
+        built.cache_dir.display()
+    );
+    let plugin = PluginArtifact::locate(root)?;
+    eprintln!(
+        "e2e: plugin {} (sha256 {})",
+        plugin.binary.display(),
+        plugin.sha256
+    );
+
+    let started = Instant::now();
+    let cluster = Cluster::start(&built, root).await?;
+    eprintln!(
+        "e2e: cluster up in {:.1}s (work dir {})",
+        started.elapsed().as_secs_f64(),
+        cluster.work_dir().display()
+    );
+    let stand_in = pods::ReadinessStandIn::start(cluster.admin_client());
+
+    let (mut passed, mut failed) = (0, 0);
+    for version in &versions {
+        let started = Instant::now();
+        let controller = Controller::start(&cluster, &built, version, &plugin).await?;
+        eprintln!(
+            "e2e: argo-rollouts {version} running with plugin {}",
+            controller.plugin_name
+        );
+        let outcomes = runner::run_all(&cluster, &controller, &scenarios).await;
+        for outcome in &outcomes {
+            match &outcome.failure {
+                None => {
+                    passed += 1;
+                    let notes = if outcome.notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", outcome.notes.join("; "))
+                    };
+                    println!("PASS {} [argo-rollouts {version}]{notes}", outcome.name);
+                }
+                Some(why) => {
+                    failed += 1;
+                    println!("FAIL {} [argo-rollouts {version}]: {why}", outcome.name);
+                }
+            }
+        }
+        let error_expected = scenarios.iter().any(|s| s.name == "broken-config");
+        match controller.check_plugin_logs(error_expected) {
+            Ok(summary) => {
+                passed += 1;
+                println!("PASS plugin-logs [argo-rollouts {version}]: {summary}");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("FAIL plugin-logs [argo-rollouts {version}]: {why}");
+            }
+        }
+        controller.stop();
+        eprintln!(
+            "e2e: argo-rollouts {version} done in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    stand_in.stop();
+    cluster.finish(failed == 0);
+    println!("e2e: {passed} passed, {failed} failed");
+    Ok((passed, failed))
+}
+
+/// The tier's own scenarios, then those under `E2E_SCENARIOS_DIR`.
+fn load_scenarios(root: &Path) -> anyhow::Result<Vec<scenario::Scenario>> {
+    let mut dirs = vec![root.join("tests/e2e/scenarios")];
+    if let Some(dir) = std::env::var_os("E2E_SCENARIOS_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    let mut scenarios = Vec::new();
+    for dir in dirs {
+        scenarios.extend(scenario::load_dir(&dir)?);
+    }
+    if let Ok(only) = std::env::var("E2E_ONLY") {
+        scenarios.retain(|s| only.split(',').any(|name| name == s.name));
+    }
+    anyhow::ensure!(!scenarios.is_empty(), "no scenario to run");
+    Ok(scenarios)
+}
+
+/// `E2E_CONTROLLERS=v1.10.2` narrows the versions (for a quick local run).
+fn selected_versions() -> Vec<String> {
+    match std::env::var("E2E_CONTROLLERS") {
+        Ok(list) if !list.is_empty() => list.split(',').map(str::to_string).collect(),
+        _ => CONTROLLER_VERSIONS.iter().map(|v| v.to_string()).collect(),
+    }
+}

@@ -1,0 +1,401 @@
+//! Runs scenarios against one controller: each in a namespace of its own,
+//! each step an action a user takes, then expectations polled until they
+//! hold (or the step's timeout).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use kube::api::Patch;
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+use crate::controller::Controller;
+use crate::expect::{check, lookup, substitute, substitute_text};
+use crate::kube_objects::Objects;
+use crate::scenario::{Action, Expectation, Scenario, Step, applies};
+
+/// Field manager of the user's own edits (kubectl's server-side apply name).
+const USER_MANAGER: &str = "kubectl";
+/// The plugin's `User-Agent` prefix, which tells its requests from the
+/// controller's in the audit log (both run as the controller's
+/// ServiceAccount).
+const PLUGIN_USER_AGENT: &str = "rollouts-plugin-trafficrouter-istio/";
+
+pub struct Outcome {
+    pub name: String,
+    pub failure: Option<String>,
+    pub notes: Vec<String>,
+}
+
+struct Context<'a> {
+    objects: Objects,
+    controller: &'a Controller,
+}
+
+pub async fn run_all(
+    cluster: &Cluster,
+    controller: &Controller,
+    scenarios: &[Scenario],
+) -> Vec<Outcome> {
+    let context = Context {
+        objects: Objects::new(cluster.admin_client()),
+        controller,
+    };
+    let shared = scenarios.iter().filter(|s| !s.exclusive);
+    let mut outcomes = join_all(shared.map(|s| run_one(&context, s))).await;
+    for scenario in scenarios.iter().filter(|s| s.exclusive) {
+        outcomes.push(run_one(&context, scenario).await);
+    }
+    outcomes
+}
+
+async fn run_one(context: &Context<'_>, scenario: &Scenario) -> Outcome {
+    let mut notes = Vec::new();
+    let failure = run_steps(context, scenario, &mut notes).await.err();
+    Outcome {
+        name: scenario.name.clone(),
+        failure,
+        notes,
+    }
+}
+
+fn namespace_for(scenario: &str, version: &str) -> String {
+    let version = version.trim_start_matches('v').replace('.', "-");
+    let mut name = format!("{scenario}-v{version}");
+    name.truncate(63);
+    name
+}
+
+async fn run_steps(
+    context: &Context<'_>,
+    scenario: &Scenario,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let version = &context.controller.version;
+    let namespace = namespace_for(&scenario.name, version);
+    eprintln!(
+        "e2e: {} [argo-rollouts {version}] in namespace {namespace}: {}",
+        scenario.name,
+        scenario.description.trim()
+    );
+    let mut vars = HashMap::from([("namespace".to_string(), namespace.clone())]);
+    let manifests = substitute_text(&scenario.manifests, &vars);
+    context
+        .objects
+        .apply_text(&manifests, Some(&namespace), USER_MANAGER)
+        .await
+        .map_err(|e| format!("manifests: {e:#}"))?;
+
+    for (index, step) in scenario.steps.iter().enumerate() {
+        if !applies(&step.versions, version) {
+            continue;
+        }
+        let label = format!("step {} ({})", index + 1, step.name);
+        if let Some(action) = &step.action {
+            act(context, &namespace, action, &vars, notes)
+                .await
+                .map_err(|e| format!("{label}: {e}"))?;
+        }
+        wait_for(context, &namespace, step, &vars, version)
+            .await
+            .map_err(|e| format!("{label}: {e}"))?;
+        for (name, source) in &step.save {
+            let (kind, object) = split_object(&substitute_text(&source.object, &vars))?;
+            let ns = source
+                .namespace
+                .as_ref()
+                .map(|n| substitute_text(n, &vars))
+                .unwrap_or_else(|| namespace.clone());
+            let value = context
+                .objects
+                .get(&kind, &ns, &object)
+                .await
+                .map_err(|e| format!("{label}: save {name}: {e:#}"))?
+                .and_then(|o| lookup(&o, &source.field).ok().flatten().cloned());
+            let text = match value {
+                Some(Value::String(s)) => s,
+                Some(other) => other.to_string(),
+                None => return Err(format!("{label}: save {name}: {} has no {}", source.object, source.field)),
+            };
+            vars.insert(name.clone(), text);
+        }
+    }
+    Ok(())
+}
+
+async fn act(
+    context: &Context<'_>,
+    namespace: &str,
+    action: &Action,
+    vars: &HashMap<String, String>,
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let objects = &context.objects;
+    match action {
+        Action::Apply(text) => objects
+            .apply_text(&substitute_text(text, vars), Some(namespace), USER_MANAGER)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("apply: {e:#}")),
+        Action::SetImage {
+            rollout,
+            container,
+            image,
+        } => {
+            kubectl_argo_rollouts(
+                context.controller,
+                namespace,
+                &["set", "image", rollout, &format!("{container}={image}")],
+            )
+            .await
+        }
+        Action::Promote { rollout, full } => {
+            let mut args = vec!["promote", rollout.as_str()];
+            if *full {
+                args.push("--full");
+            }
+            kubectl_argo_rollouts(context.controller, namespace, &args).await
+        }
+        Action::Abort { rollout } => {
+            kubectl_argo_rollouts(context.controller, namespace, &["abort", rollout]).await
+        }
+        Action::Retry { rollout } => {
+            kubectl_argo_rollouts(context.controller, namespace, &["retry", "rollout", rollout])
+                .await
+        }
+        Action::Patch {
+            object,
+            namespace: ns,
+            merge,
+        } => {
+            let (kind, name) = split_object(&substitute_text(object, vars))?;
+            let ns = ns
+                .as_ref()
+                .map(|n| substitute_text(n, vars))
+                .unwrap_or_else(|| namespace.to_string());
+            let patch = Patch::Merge(substitute(merge, vars));
+            objects
+                .patch(&kind, &ns, &name, &patch, "e2e-outside-edit")
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"))
+        }
+        Action::KillPlugin {} => match context.controller.kill_plugin() {
+            0 => Err("no plugin process is running to kill".to_string()),
+            n => {
+                notes.push(format!("killed {n} plugin process(es)"));
+                Ok(())
+            }
+        },
+        Action::SteadyState {
+            rollout,
+            reconciles,
+        } => {
+            let note = steady_state(context, namespace, rollout, *reconciles).await?;
+            notes.push(note);
+            Ok(())
+        }
+    }
+}
+
+/// `kubectl argo-rollouts …`, built from the controller's own module, run
+/// as the cluster's admin user.
+async fn kubectl_argo_rollouts(
+    controller: &Controller,
+    namespace: &str,
+    args: &[&str],
+) -> Result<(), String> {
+    let output = tokio::process::Command::new(&controller.kubectl_plugin)
+        .arg(format!("--kubeconfig={}", controller.admin_kubeconfig.display()))
+        .arg(format!("--namespace={namespace}"))
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("running kubectl-argo-rollouts: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "kubectl argo-rollouts {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+async fn wait_for(
+    context: &Context<'_>,
+    namespace: &str,
+    step: &Step,
+    vars: &HashMap<String, String>,
+    version: &str,
+) -> Result<(), String> {
+    let limit = Duration::from_secs(step.timeout.unwrap_or(60));
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut failure = None;
+        for expectation in step.expect.iter().filter(|e| applies(&e.versions, version)) {
+            if let Err(why) = holds(context, namespace, expectation, vars).await {
+                failure = Some(why);
+                break;
+            }
+        }
+        let Some(why) = failure else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            let status = rollout_summary(&context.objects, namespace).await;
+            return Err(format!("not within {}s: {why}{status}", limit.as_secs()));
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+async fn holds(
+    context: &Context<'_>,
+    namespace: &str,
+    expectation: &Expectation,
+    vars: &HashMap<String, String>,
+) -> Result<(), String> {
+    let object = substitute_text(&expectation.object, vars);
+    let (kind, name) = split_object(&object)?;
+    let ns = expectation
+        .namespace
+        .as_ref()
+        .map(|n| substitute_text(n, vars))
+        .unwrap_or_else(|| namespace.to_string());
+    let live = context
+        .objects
+        .get(&kind, &ns, &name)
+        .await
+        .map_err(|e| format!("{object}: {e:#}"))?;
+    let live = match (live, expectation.absent) {
+        (None, true) => return Ok(()),
+        (Some(_), true) => return Err(format!("{object} exists; it must not")),
+        (None, false) => return Err(format!("{object} does not exist")),
+        (Some(live), false) => live,
+    };
+    for (path, matcher) in &expectation.fields {
+        let path = substitute_text(path, vars);
+        let matcher = substitute(matcher, vars);
+        let found = lookup(&live, &path).map_err(|e| format!("{object}: {e}"))?;
+        check(found, &matcher).map_err(|why| format!("{object} {path}: want {matcher}, {why}"))?;
+    }
+    if let Some(event) = &expectation.event {
+        let events = context
+            .objects
+            .list("Event", &ns)
+            .await
+            .map_err(|e| format!("events: {e:#}"))?;
+        let wanted = substitute_text(&event.contains, vars);
+        let matching: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == name.as_str())
+            .filter(|e| event.reason.as_ref().is_none_or(|r| e["reason"] == r.as_str()))
+            .collect();
+        if !matching
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| m.contains(&wanted)))
+        {
+            let seen: Vec<String> = matching
+                .iter()
+                .map(|e| format!("{}: {}", e["reason"], e["message"]))
+                .collect();
+            return Err(format!(
+                "{object}: no event containing {wanted:?} (events: {})",
+                if seen.is_empty() { "none".to_string() } else { seen.join(" | ") }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The Rollouts' phase and message, to explain a failed wait.
+async fn rollout_summary(objects: &Objects, namespace: &str) -> String {
+    let Ok(rollouts) = objects.list("Rollout", namespace).await else {
+        return String::new();
+    };
+    rollouts
+        .iter()
+        .map(|r| {
+            format!(
+                " [Rollout {}: phase {}, step {}, message {}]",
+                r["metadata"]["name"],
+                r["status"]["phase"],
+                r["status"]["currentStepIndex"],
+                r["status"]["message"]
+            )
+        })
+        .collect()
+}
+
+fn split_object(object: &str) -> Result<(String, String), String> {
+    object
+        .split_once('/')
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .ok_or_else(|| format!("{object:?} is not Kind/name"))
+}
+
+/// Pokes the Rollout and counts what the plugin asks of the API server
+/// meanwhile (from the audit log).
+async fn steady_state(
+    context: &Context<'_>,
+    namespace: &str,
+    rollout: &str,
+    reconciles: u32,
+) -> Result<String, String> {
+    let audit_before = read(&context.controller.audit_log).len();
+    let log_before = context.controller.log_text().len();
+    for poke in 0..reconciles {
+        let patch = json!({"metadata": {"annotations": {"e2e.rollouts-plugin/poke": poke.to_string()}}});
+        context
+            .objects
+            .patch("Rollout", namespace, rollout, &Patch::Merge(patch), "e2e-poke")
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = context.controller.log_text();
+    let seen = log[log_before.min(log.len())..]
+        .lines()
+        .filter(|l| l.contains("Reconciliation completed") && l.contains(namespace))
+        .count();
+    let audit = read(&context.controller.audit_log);
+    let mut plugin_requests = Vec::new();
+    let mut controller_requests = 0;
+    for line in audit[audit_before.min(audit.len())..].lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if event["stage"] != "ResponseComplete" || event["verb"] == "watch" {
+            continue;
+        }
+        let agent = event["userAgent"].as_str().unwrap_or_default();
+        if agent.starts_with(PLUGIN_USER_AGENT) {
+            plugin_requests.push(format!("{} {}", event["verb"], event["requestURI"]));
+        } else {
+            controller_requests += 1;
+        }
+    }
+    if seen < reconciles as usize {
+        return Err(format!(
+            "steady state: {reconciles} pokes but only {seen} reconciles of {namespace}/{rollout} in the controller's log"
+        ));
+    }
+    if !plugin_requests.is_empty() {
+        return Err(format!(
+            "steady state: the plugin sent {} API requests over {seen} reconciles: {}",
+            plugin_requests.len(),
+            plugin_requests.join(", ")
+        ));
+    }
+    Ok(format!(
+        "steady state: {seen} reconciles, 0 plugin API requests ({controller_requests} by the controller)"
+    ))
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

@@ -1,0 +1,213 @@
+//! The scenario format: one YAML file per scenario (documented in
+//! tests/e2e/README.md).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Runs alone (it disturbs what other scenarios share, e.g. the plugin
+    /// process).
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Objects present before the first step, as one YAML text (documents
+    /// separated by `---`); `$(namespace)` is the scenario's namespace.
+    pub manifests: String,
+    pub steps: Vec<Step>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Step {
+    pub name: String,
+    /// Only on controller versions matching this (`>=1.10`, `<1.10`, `1.9`).
+    #[serde(default)]
+    pub versions: Option<String>,
+    #[serde(default, rename = "do", deserialize_with = "action")]
+    pub action: Option<Action>,
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+    /// Variables to remember once the expectations hold:
+    /// `name: {object: Kind/name, field: path}`.
+    #[serde(default)]
+    pub save: BTreeMap<String, Source>,
+    /// Seconds the expectations may take to hold (default 60).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Action {
+    /// Server-side apply of a YAML text (as a user's `kubectl apply`).
+    Apply(String),
+    /// `kubectl argo-rollouts set image ROLLOUT CONTAINER=IMAGE`.
+    SetImage {
+        rollout: String,
+        container: String,
+        image: String,
+    },
+    /// `kubectl argo-rollouts promote ROLLOUT [--full]`.
+    Promote {
+        rollout: String,
+        #[serde(default)]
+        full: bool,
+    },
+    /// `kubectl argo-rollouts abort ROLLOUT`.
+    Abort { rollout: String },
+    /// `kubectl argo-rollouts retry rollout ROLLOUT`.
+    Retry { rollout: String },
+    /// An edit by someone else (a GitOps sync, a person): a JSON merge
+    /// patch of one object.
+    Patch {
+        object: String,
+        #[serde(default)]
+        namespace: Option<String>,
+        merge: Value,
+    },
+    /// SIGKILL the plugin process the controller started.
+    KillPlugin {},
+    /// Poke the Rollout `reconciles` times (an annotation change each) and
+    /// count the plugin's API requests meanwhile: must be zero.
+    SteadyState { rollout: String, reconciles: u32 },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expectation {
+    /// `Kind/name`; `Kind.group/name` where a kind is ambiguous.
+    pub object: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub versions: Option<String>,
+    /// `true`: the object must not exist.
+    #[serde(default)]
+    pub absent: bool,
+    /// path → matcher (see expect.rs).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+    /// An Event about the object whose message contains this text (and
+    /// whose reason is `reason`, when given).
+    #[serde(default)]
+    pub event: Option<EventMatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventMatch {
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub contains: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Source {
+    pub object: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub field: String,
+}
+
+/// `do: {setImage: {...}}`: an action is a map with one key (serde_yaml
+/// would want a YAML tag; JSON's externally tagged form reads naturally).
+fn action<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Action>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom)
+}
+
+pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading scenario directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    let mut scenarios = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let mut scenario: Scenario = serde_yaml::from_str(&text)
+            .with_context(|| format!("scenario {}", file.display()))?;
+        for step in &scenario.steps {
+            for range in step
+                .versions
+                .iter()
+                .chain(step.expect.iter().filter_map(|e| e.versions.as_ref()))
+            {
+                VersionRange::parse(range)
+                    .with_context(|| format!("scenario {}: step {:?}", file.display(), step.name))?;
+            }
+        }
+        scenario.file = file;
+        scenarios.push(scenario);
+    }
+    Ok(scenarios)
+}
+
+/// `>=1.10`, `<1.10`, `=1.9.3`, `1.9` (a prefix).
+pub struct VersionRange {
+    op: String,
+    bound: Vec<u64>,
+}
+
+impl VersionRange {
+    pub fn parse(text: &str) -> anyhow::Result<VersionRange> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| c.is_ascii_digit() || c == 'v')
+            .unwrap_or(text.len());
+        let (op, version) = text.split_at(split);
+        let op = op.trim().to_string();
+        if !["", "=", ">=", "<=", ">", "<"].contains(&op.as_str()) {
+            bail!("version range {text:?}: unknown operator {op:?}");
+        }
+        Ok(VersionRange {
+            op,
+            bound: numbers(version)
+                .with_context(|| format!("version range {text:?}"))?,
+        })
+    }
+
+    pub fn matches(&self, version: &str) -> bool {
+        let Ok(have) = numbers(version) else {
+            return false;
+        };
+        let have_cut: Vec<u64> = have.iter().take(self.bound.len()).copied().collect();
+        let ordering = have_cut.cmp(&self.bound);
+        match self.op.as_str() {
+            "" | "=" => ordering.is_eq(),
+            ">=" => ordering.is_ge(),
+            "<=" => ordering.is_le(),
+            ">" => ordering.is_gt(),
+            "<" => ordering.is_lt(),
+            _ => false,
+        }
+    }
+}
+
+fn numbers(version: &str) -> anyhow::Result<Vec<u64>> {
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .map(|part| part.parse::<u64>().map_err(|_| anyhow::anyhow!("{version:?} is not a version")))
+        .collect()
+}
+
+pub fn applies(range: &Option<String>, version: &str) -> bool {
+    match range {
+        None => true,
+        Some(range) => VersionRange::parse(range).is_ok_and(|r| r.matches(version)),
+    }
+}
