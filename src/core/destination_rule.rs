@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::json::type_name;
-use super::{CoreError, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
+use super::{BUILT_IN_MANAGED_BY_ANNOTATION, CoreError, POD_TEMPLATE_HASH_LABEL};
 use crate::cluster::ReplicaSetInfo;
 use crate::config::DestinationRuleRef;
 use crate::model::{Rollout, WeightDestination};
@@ -16,7 +16,6 @@ pub fn update_destination_rule(
     doc: &mut Value,
     object: &str,
     reference: &DestinationRuleRef,
-    rollout_name: &str,
     canary_hash: &str,
     stable_hash: &str,
     additional: &[WeightDestination],
@@ -94,10 +93,19 @@ pub fn update_destination_rule(
             type_name(doc)
         )));
     };
-    let metadata = object_field(root, "metadata").map_err(error)?;
-    let annotations =
-        object_field(metadata, "annotations").map_err(|e| error(format!("metadata.{e}")))?;
-    annotations.insert(MANAGED_BY_ANNOTATION.into(), json!(rollout_name));
+    // Never the built-in's managed-by annotation: the controller's own
+    // DestinationRule controller strips the hash labels from every
+    // DestinationRule that carries it without being referenced by a
+    // `trafficRouting.istio` block, which undoes this very edit (see
+    // docs/behaviour.md, "UpdateHash"). One left by the built-in router is
+    // removed, so switching to the plugin does not trigger that clean-up.
+    if let Some(annotations) = root
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(BUILT_IN_MANAGED_BY_ANNOTATION);
+    }
     let spec = object_field(root, "spec").map_err(error)?;
     // A DestinationRule without subsets keeps having none (nothing to pin).
     if spec.contains_key("subsets") || !kept.is_empty() {

@@ -22,8 +22,10 @@ pub use managed_routes::remove_managed_routes;
 pub use mirror_route::set_mirror_route;
 pub use weights::{WeightRequest, set_weight};
 
-/// The annotation the built-in puts on DestinationRules it manages.
-pub const MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
+/// The annotation the built-in router puts on DestinationRules it manages;
+/// the controller cleans up DestinationRules that carry it (the plugin
+/// removes it, never writes it).
+pub const BUILT_IN_MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
 /// The pod-template-hash label key Argo Rollouts puts on ReplicaSets and pods.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 

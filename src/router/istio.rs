@@ -181,7 +181,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
                     doc,
                     &label,
                     reference,
-                    &config.rollout_name,
                     canary_hash,
                     stable_hash,
                     additional,

@@ -156,9 +156,56 @@ pub fn case_files(dir: &Path) -> Vec<PathBuf> {
 /// The `networking.istio.io` versions a case may ask for.
 pub const ISTIO_API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 
+/// The annotation the built-in router writes on DestinationRules it manages.
+const BUILT_IN_MANAGED_BY: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
+
+/// A deliberate difference from the built-in, applied to every case
+/// (shared ones and ones this runner has never seen): where a case expects
+/// a DestinationRule to carry the built-in's managed-by annotation, the
+/// plugin must have removed it instead. The real controller cleans the hash
+/// labels out of any DestinationRule carrying it that no
+/// `trafficRouting.istio` block references (docs/behaviour.md, UpdateHash;
+/// shown by the end-to-end tier). Returns how many expectations it changed.
+pub fn expect_no_built_in_annotation(case: &mut Case) -> usize {
+    let mut changed = 0;
+    for call in &mut case.calls {
+        let mut absent = Vec::new();
+        for object in &mut call.expect.objects {
+            let Some(annotations) = object
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            if annotations.remove(BUILT_IN_MANAGED_BY).is_none() {
+                continue;
+            }
+            changed += 1;
+            absent.push(ObjectRef {
+                kind: object["kind"].as_str().unwrap_or_default().to_string(),
+                name: object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                namespace: object["metadata"]["namespace"].as_str().map(str::to_string),
+                key: BUILT_IN_MANAGED_BY.to_string(),
+            });
+        }
+        call.expect.absent_annotations.extend(absent);
+    }
+    changed
+}
+
 /// Reads and checks one case.
 pub fn load_checked(path: &Path) -> Result<Case, String> {
-    let case = load(path)?;
+    let mut case = load(path)?;
+    let changed = expect_no_built_in_annotation(&mut case);
+    if changed > 0 {
+        eprintln!(
+            "note: {}: {changed} expectation(s) of the built-in's {BUILT_IN_MANAGED_BY} annotation checked as its absence (docs/behaviour.md, UpdateHash)",
+            case.name
+        );
+    }
     if !ISTIO_API_VERSIONS.contains(&case.istio_api_version.as_str()) {
         return Err(format!(
             "istioApiVersion {:?} is not one of {ISTIO_API_VERSIONS:?}",

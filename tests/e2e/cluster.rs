@@ -112,7 +112,13 @@ impl Cluster {
 
         let server = format!("https://127.0.0.1:{secure_port}");
         let admin_kubeconfig = dir.join("admin.kubeconfig");
-        write_kubeconfig(&admin_kubeconfig, &server, &pki.ca_cert, "e2e-admin", &admin_token)?;
+        write_kubeconfig(
+            &admin_kubeconfig,
+            &server,
+            &pki.ca_cert,
+            "e2e-admin",
+            &admin_token,
+        )?;
         let admin = client_from(&admin_kubeconfig).await?;
         wait_for_apiserver(&admin, &mut processes).await?;
 
@@ -143,7 +149,9 @@ impl Cluster {
             .istio_api_dir
             .join("kubernetes/customresourcedefinitions.gen.yaml");
         let objects = Objects::new(cluster.admin.clone());
-        objects.apply_file(&istio_crds, None, "e2e-installer").await?;
+        objects
+            .apply_file(&istio_crds, None, "e2e-installer")
+            .await?;
         objects.wait_crds_established(&istio_crds).await?;
         Ok(cluster)
     }
@@ -183,25 +191,46 @@ struct Pki {
 impl Pki {
     fn create(dir: &Path) -> anyhow::Result<Pki> {
         let path = |name: &str| dir.join(name);
-        let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let p256 = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         openssl(
             dir,
-            &[&["req", "-x509"], &p256[..], &[
-                "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=e2e-ca",
-            ]]
+            &[
+                &["req", "-x509"],
+                &p256[..],
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=e2e-ca",
+                ],
+            ]
             .concat(),
         )?;
         // The serving certificate: a leaf (CA:FALSE) signed by the CA.
         openssl(
             dir,
-            &[&["req"], &p256[..], &[
-                "-keyout",
-                "apiserver.key",
-                "-out",
-                "apiserver.csr",
-                "-subj",
-                "/CN=kube-apiserver",
-            ]]
+            &[
+                &["req"],
+                &p256[..],
+                &[
+                    "-keyout",
+                    "apiserver.key",
+                    "-out",
+                    "apiserver.csr",
+                    "-subj",
+                    "/CN=kube-apiserver",
+                ],
+            ]
             .concat(),
         )?;
         std::fs::write(
@@ -211,8 +240,20 @@ impl Pki {
         openssl(
             dir,
             &[
-                "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", "apiserver.ext", "-out",
+                "x509",
+                "-req",
+                "-in",
+                "apiserver.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "apiserver.ext",
+                "-out",
                 "apiserver.crt",
             ],
         )?;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
-use kube::Client;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -94,8 +94,8 @@ impl Objects {
         namespace: Option<&str>,
         manager: &str,
     ) -> anyhow::Result<Vec<Value>> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         self.apply_text(&text, namespace, manager)
             .await
             .with_context(|| format!("applying {}", path.display()))
@@ -118,7 +118,11 @@ impl Objects {
         let (mut resource, capabilities) = self.resource(&group_kind).await?;
         // Served at the version the document is written in.
         if let Some(api_version) = document["apiVersion"].as_str() {
-            resource.version = api_version.rsplit('/').next().unwrap_or(api_version).to_string();
+            resource.version = api_version
+                .rsplit('/')
+                .next()
+                .unwrap_or(api_version)
+                .to_string();
             resource.api_version = api_version.to_string();
         }
         let namespace = match capabilities.scope {
@@ -168,7 +172,12 @@ impl Objects {
         Ok(())
     }
 
-    pub async fn get(&self, kind: &str, namespace: &str, name: &str) -> anyhow::Result<Option<Value>> {
+    pub async fn get(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<Value>> {
         let api = self.api(kind, namespace).await?;
         Ok(match api.get_opt(name).await? {
             Some(object) => Some(serde_json::to_value(object)?),
@@ -182,6 +191,18 @@ impl Objects {
         list.items
             .into_iter()
             .map(|o| serde_json::to_value(o).map_err(Into::into))
+            .collect()
+    }
+
+    /// Events of a namespace in the core/v1 shape (`involvedObject`,
+    /// `reason`, `message`), as `kubectl describe` shows them.
+    pub async fn core_events(&self, namespace: &str) -> anyhow::Result<Vec<Value>> {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), namespace);
+        let list = api.list(&Default::default()).await?;
+        list.items
+            .into_iter()
+            .map(|e| serde_json::to_value(e).map_err(Into::into))
             .collect()
     }
 

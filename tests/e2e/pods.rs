@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -116,11 +116,7 @@ async fn mark_ready(client: &Client, pod: &Pod, ip: u32) -> Result<(), kube::Err
             "containerStatuses": container_statuses,
         }
     });
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(&status),
-    )
-    .await
-    .map(|_| ())
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .map(|_| ())
 }

@@ -116,7 +116,12 @@ async fn run_steps(
             let text = match value {
                 Some(Value::String(s)) => s,
                 Some(other) => other.to_string(),
-                None => return Err(format!("{label}: save {name}: {} has no {}", source.object, source.field)),
+                None => {
+                    return Err(format!(
+                        "{label}: save {name}: {} has no {}",
+                        source.object, source.field
+                    ));
+                }
             };
             vars.insert(name.clone(), text);
         }
@@ -161,8 +166,12 @@ async fn act(
             kubectl_argo_rollouts(context.controller, namespace, &["abort", rollout]).await
         }
         Action::Retry { rollout } => {
-            kubectl_argo_rollouts(context.controller, namespace, &["retry", "rollout", rollout])
-                .await
+            kubectl_argo_rollouts(
+                context.controller,
+                namespace,
+                &["retry", "rollout", rollout],
+            )
+            .await
         }
         Action::Patch {
             object,
@@ -207,7 +216,10 @@ async fn kubectl_argo_rollouts(
     args: &[&str],
 ) -> Result<(), String> {
     let output = tokio::process::Command::new(&controller.kubectl_plugin)
-        .arg(format!("--kubeconfig={}", controller.admin_kubeconfig.display()))
+        .arg(format!(
+            "--kubeconfig={}",
+            controller.admin_kubeconfig.display()
+        ))
         .arg(format!("--namespace={namespace}"))
         .args(args)
         .output()
@@ -285,14 +297,19 @@ async fn holds(
     if let Some(event) = &expectation.event {
         let events = context
             .objects
-            .list("Event", &ns)
+            .core_events(&ns)
             .await
             .map_err(|e| format!("events: {e:#}"))?;
         let wanted = substitute_text(&event.contains, vars);
         let matching: Vec<&Value> = events
             .iter()
             .filter(|e| e["involvedObject"]["name"] == name.as_str())
-            .filter(|e| event.reason.as_ref().is_none_or(|r| e["reason"] == r.as_str()))
+            .filter(|e| {
+                event
+                    .reason
+                    .as_ref()
+                    .is_none_or(|r| e["reason"] == r.as_str())
+            })
             .collect();
         if !matching
             .iter()
@@ -304,7 +321,11 @@ async fn holds(
                 .collect();
             return Err(format!(
                 "{object}: no event containing {wanted:?} (events: {})",
-                if seen.is_empty() { "none".to_string() } else { seen.join(" | ") }
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(" | ")
+                }
             ));
         }
     }
@@ -348,10 +369,17 @@ async fn steady_state(
     let audit_before = read(&context.controller.audit_log).len();
     let log_before = context.controller.log_text().len();
     for poke in 0..reconciles {
-        let patch = json!({"metadata": {"annotations": {"e2e.rollouts-plugin/poke": poke.to_string()}}});
+        let patch =
+            json!({"metadata": {"annotations": {"e2e.rollouts-plugin/poke": poke.to_string()}}});
         context
             .objects
-            .patch("Rollout", namespace, rollout, &Patch::Merge(patch), "e2e-poke")
+            .patch(
+                "Rollout",
+                namespace,
+                rollout,
+                &Patch::Merge(patch),
+                "e2e-poke",
+            )
             .await
             .map_err(|e| format!("{e:#}"))?;
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -369,7 +397,10 @@ async fn steady_state(
         let Ok(event) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        if event["stage"] != "ResponseComplete" || event["verb"] == "watch" {
+        if event["stage"] != "ResponseComplete"
+            || event["verb"] == "watch"
+            || event["objectRef"]["namespace"] != namespace
+        {
             continue;
         }
         let agent = event["userAgent"].as_str().unwrap_or_default();

@@ -124,7 +124,9 @@ pub struct Source {
 /// would want a YAML tag; JSON's externally tagged form reads naturally).
 fn action<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Action>, D::Error> {
     let value = Value::deserialize(deserializer)?;
-    serde_json::from_value(value).map(Some).map_err(serde::de::Error::custom)
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
@@ -137,16 +139,17 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
     let mut scenarios = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)?;
-        let mut scenario: Scenario = serde_yaml::from_str(&text)
-            .with_context(|| format!("scenario {}", file.display()))?;
+        let mut scenario: Scenario =
+            serde_yaml::from_str(&text).with_context(|| format!("scenario {}", file.display()))?;
         for step in &scenario.steps {
             for range in step
                 .versions
                 .iter()
                 .chain(step.expect.iter().filter_map(|e| e.versions.as_ref()))
             {
-                VersionRange::parse(range)
-                    .with_context(|| format!("scenario {}: step {:?}", file.display(), step.name))?;
+                VersionRange::parse(range).with_context(|| {
+                    format!("scenario {}: step {:?}", file.display(), step.name)
+                })?;
             }
         }
         scenario.file = file;
@@ -174,8 +177,7 @@ impl VersionRange {
         }
         Ok(VersionRange {
             op,
-            bound: numbers(version)
-                .with_context(|| format!("version range {text:?}"))?,
+            bound: numbers(version).with_context(|| format!("version range {text:?}"))?,
         })
     }
 
@@ -201,7 +203,10 @@ fn numbers(version: &str) -> anyhow::Result<Vec<u64>> {
         .trim()
         .trim_start_matches('v')
         .split('.')
-        .map(|part| part.parse::<u64>().map_err(|_| anyhow::anyhow!("{version:?} is not a version")))
+        .map(|part| {
+            part.parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("{version:?} is not a version"))
+        })
         .collect()
 }
 
