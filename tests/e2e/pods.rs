@@ -4,9 +4,10 @@
 //! Running and Ready through the pod status subresource. Everything that
 //! follows (ReplicaSet availability, the controller's waits) is real.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -22,11 +23,12 @@ impl ReadinessStandIn {
             let pods: Api<Pod> = Api::all(client.clone());
             let mut ip = 0u32;
             loop {
+                let held = held_namespaces(&client).await;
                 if let Ok(list) = pods.list(&ListParams::default()).await {
                     for pod in list.items {
                         if pod.metadata.deletion_timestamp.is_some()
                             || is_ready(&pod)
-                            || !started_long_enough(&pod)
+                            || pod.metadata.namespace.as_ref().is_some_and(|ns| held.contains(ns))
                         {
                             continue;
                         }
@@ -45,26 +47,28 @@ impl ReadinessStandIn {
     }
 }
 
-/// A scenario slows its pods down with the pod template annotation
-/// `e2e.rollouts-plugin/ready-after-seconds` (a slow-starting
-/// application): they become Ready that long after they were created.
-const READY_AFTER: &str = "e2e.rollouts-plugin/ready-after-seconds";
+/// A scenario holds its pods back (a slow-starting application) with a
+/// ConfigMap of this name in its namespace whose `hold` is `"true"`: while
+/// it says so, no pod of that namespace becomes Ready.
+const HOLD_CONFIGMAP: &str = "e2e-readiness";
 
-fn started_long_enough(pod: &Pod) -> bool {
-    let Some(delay) = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(READY_AFTER))
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
-        return true;
-    };
-    let Some(created) = pod.metadata.creation_timestamp.as_ref() else {
-        return true;
-    };
-    let created = std::time::UNIX_EPOCH + Duration::from_secs(created.0.as_second().max(0) as u64);
-    created + Duration::from_secs(delay) <= std::time::SystemTime::now()
+async fn held_namespaces(client: &Client) -> HashSet<String> {
+    let api: Api<ConfigMap> = Api::all(client.clone());
+    let params = ListParams::default().fields(&format!("metadata.name={HOLD_CONFIGMAP}"));
+    match api.list(&params).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|cm| {
+                cm.data
+                    .as_ref()
+                    .and_then(|d| d.get("hold"))
+                    .is_some_and(|v| v == "true")
+            })
+            .filter_map(|cm| cm.metadata.namespace)
+            .collect(),
+        Err(_) => HashSet::new(),
+    }
 }
 
 fn is_ready(pod: &Pod) -> bool {

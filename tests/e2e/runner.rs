@@ -197,6 +197,10 @@ async fn act(
                 Ok(())
             }
         },
+        Action::Wait(seconds) => {
+            tokio::time::sleep(Duration::from_secs(*seconds)).await;
+            Ok(())
+        }
         Action::SteadyState {
             rollout,
             reconciles,
@@ -208,6 +212,13 @@ async fn act(
     }
 }
 
+/// How long the tier waits, once a step's expectations hold, before the
+/// next `kubectl argo-rollouts` command: a person does not promote within
+/// milliseconds of a pause. (argo-rollouts v1.9.3 can lose a promote or an
+/// abort sent while it is still writing the pause it just reached; the tier
+/// saw that before it waited.)
+const USER_PACE: Duration = Duration::from_secs(3);
+
 /// `kubectl argo-rollouts …`, built from the controller's own module, run
 /// as the cluster's admin user.
 async fn kubectl_argo_rollouts(
@@ -215,6 +226,7 @@ async fn kubectl_argo_rollouts(
     namespace: &str,
     args: &[&str],
 ) -> Result<(), String> {
+    tokio::time::sleep(USER_PACE).await;
     let output = tokio::process::Command::new(&controller.kubectl_plugin)
         .arg(format!(
             "--kubeconfig={}",

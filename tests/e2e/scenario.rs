@@ -77,6 +77,8 @@ pub enum Action {
     },
     /// SIGKILL the plugin process the controller started.
     KillPlugin {},
+    /// Let this many seconds pass (reconciles happen meanwhile).
+    Wait(u64),
     /// Poke the Rollout `reconciles` times (an annotation change each) and
     /// count the plugin's API requests meanwhile: must be zero.
     SteadyState { rollout: String, reconciles: u32 },
