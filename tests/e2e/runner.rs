@@ -270,7 +270,8 @@ async fn wait_for(
         };
         if Instant::now() > deadline {
             let status = rollout_summary(&context.objects, namespace).await;
-            return Err(format!("not within {}s: {why}{status}", limit.as_secs()));
+            let plugin = last_plugin_failure(context.controller, namespace);
+            return Err(format!("not within {}s: {why}{status}{plugin}", limit.as_secs()));
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
@@ -342,6 +343,19 @@ async fn holds(
         }
     }
     Ok(())
+}
+
+/// The plugin's last failed call for this namespace, from the controller's
+/// log, to explain a failed wait.
+fn last_plugin_failure(controller: &Controller, namespace: &str) -> String {
+    controller
+        .log_text()
+        .lines()
+        .rev()
+        .find(|l| l.contains("call failed") && l.contains(&format!("rollout={namespace}/")))
+        .and_then(|l| l.split_once("error=").map(|(_, e)| e.to_string()))
+        .map(|e| format!(" [last plugin error: {}]", e.chars().take(400).collect::<String>()))
+        .unwrap_or_default()
 }
 
 /// The Rollouts' phase and message, to explain a failed wait.
