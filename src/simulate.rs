@@ -13,7 +13,7 @@ use similar::TextDiff;
 use crate::cluster::InMemoryCluster;
 use crate::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
 use crate::model::{CanaryStep, Rollout};
-use crate::router::{IstioRouter, RouterError, TrafficRouter, Verification};
+use crate::router::{Call, IstioRouter, Outcome, dispatch};
 
 /// The example `simulate` plays when no Rollout is given.
 pub const EMBEDDED_EXAMPLE: (&str, &str) = (
@@ -28,12 +28,11 @@ const DEFAULT_CANARY_HASH: &str = "7f9b6c5d8e";
 pub enum SimulateError {
     #[error("{file}: {message}")]
     Manifest { file: String, message: String },
-    #[error("{step}: {call} failed: {source}")]
+    #[error("{step}: {call} failed: {message}")]
     Call {
         step: String,
         call: &'static str,
-        #[source]
-        source: Box<RouterError>,
+        message: String,
     },
 }
 
@@ -268,6 +267,23 @@ fn describe(step: &CanaryStep) -> String {
     parts.join(", ")
 }
 
+/// How the report shows a call.
+fn describe_call(call: &Call) -> String {
+    match call {
+        Call::SetHeaderRoute { route, .. } => format!("SetHeaderRoute({})", route.name),
+        Call::SetMirrorRoute { route, .. } => format!("SetMirrorRoute({})", route.name),
+        Call::UpdateHash {
+            canary_hash,
+            stable_hash,
+            ..
+        } => format!("UpdateHash(canary={canary_hash}, stable={stable_hash})"),
+        Call::SetWeight { desired_weight, .. } | Call::VerifyWeight { desired_weight, .. } => {
+            format!("{}({desired_weight})", call.name())
+        }
+        _ => format!("{}()", call.name()),
+    }
+}
+
 /// Plays the scenario and returns the report.
 pub async fn run(scenario: &Scenario, output: Output) -> Result<String, SimulateError> {
     let cluster = InMemoryCluster::new();
@@ -293,69 +309,61 @@ pub async fn run(scenario: &Scenario, output: Output) -> Result<String, Simulate
         let before = router.cluster().snapshot();
         let writes_before = router.cluster().writes();
         let mut calls = Vec::new();
-        let fail = |call: &'static str| {
-            let step = phase.label.clone();
-            move |source| SimulateError::Call {
-                step,
-                call,
-                source: Box::new(source),
+        let step_calls = [
+            phase
+                .remove_managed_routes
+                .then(|| Call::RemoveManagedRoutes {
+                    rollout: rollout.clone(),
+                }),
+            phase
+                .step
+                .as_ref()
+                .and_then(|s| s.set_header_route.clone())
+                .map(|route| Call::SetHeaderRoute {
+                    rollout: rollout.clone(),
+                    route,
+                }),
+            phase
+                .step
+                .as_ref()
+                .and_then(|s| s.set_mirror_route.clone())
+                .map(|route| Call::SetMirrorRoute {
+                    rollout: rollout.clone(),
+                    route,
+                }),
+            Some(Call::UpdateHash {
+                rollout: rollout.clone(),
+                canary_hash: phase.canary_hash.clone(),
+                stable_hash: phase.stable_hash.clone(),
+                additional: Vec::new(),
+            }),
+            Some(Call::SetWeight {
+                rollout: rollout.clone(),
+                desired_weight: phase.weight,
+                additional: Vec::new(),
+            }),
+            Some(Call::VerifyWeight {
+                rollout: rollout.clone(),
+                desired_weight: phase.weight,
+                additional: Vec::new(),
+            }),
+        ];
+        for call in step_calls.into_iter().flatten() {
+            let label = describe_call(&call);
+            let name = call.name();
+            let outcome = dispatch(&router, call).await;
+            if !outcome.error().is_empty() {
+                return Err(SimulateError::Call {
+                    step: phase.label.clone(),
+                    call: name,
+                    message: outcome.error().to_string(),
+                });
             }
-        };
-        if phase.remove_managed_routes {
-            router
-                .remove_managed_routes(rollout)
-                .await
-                .map_err(fail("RemoveManagedRoutes"))?;
-            calls.push("RemoveManagedRoutes()".to_string());
+            calls.push(match outcome {
+                Outcome::Verified(Ok(verified)) => format!("{label} = {verified:?}"),
+                _ => label,
+            });
         }
-        if let Some(route) = phase
-            .step
-            .as_ref()
-            .and_then(|s| s.set_header_route.as_ref())
-        {
-            router
-                .set_header_route(rollout, route)
-                .await
-                .map_err(fail("SetHeaderRoute"))?;
-            calls.push(format!("SetHeaderRoute({})", route.name));
-        }
-        if let Some(route) = phase
-            .step
-            .as_ref()
-            .and_then(|s| s.set_mirror_route.as_ref())
-        {
-            router
-                .set_mirror_route(rollout, route)
-                .await
-                .map_err(fail("SetMirrorRoute"))?;
-            calls.push(format!("SetMirrorRoute({})", route.name));
-        }
-        router
-            .update_hash(rollout, &phase.canary_hash, &phase.stable_hash, &[])
-            .await
-            .map_err(fail("UpdateHash"))?;
-        calls.push(format!(
-            "UpdateHash(canary={}, stable={})",
-            phase.canary_hash, phase.stable_hash
-        ));
-        router
-            .set_weight(rollout, phase.weight, &[])
-            .await
-            .map_err(fail("SetWeight"))?;
-        calls.push(format!("SetWeight({})", phase.weight));
-        let verified = router
-            .verify_weight(rollout, phase.weight, &[])
-            .await
-            .map_err(fail("VerifyWeight"))?;
-        calls.push(format!(
-            "VerifyWeight({}) = {}",
-            phase.weight,
-            match verified {
-                Verification::Verified => "Verified",
-                Verification::NotVerified => "NotVerified",
-                Verification::NotImplemented => "NotImplemented",
-            }
-        ));
         if output == Output::Steps {
             let after = router.cluster().snapshot();
             let writes = router.cluster().writes() - writes_before;

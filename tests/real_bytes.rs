@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use gobwire::{Decode, Decoder, Progress};
 use istio_router::model::{Rollout, WeightDestination, from_value};
-use istio_router::transport::netrpc::calls::{Call, decode_call};
+use istio_router::router::Call;
+use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{Body, RawRequest, RequestStream, split_message};
 use istio_router::transport::netrpc::plugin::{
     Reply, RpcError, VerifyWeightResponse, encode_response,

@@ -4,7 +4,6 @@
 use std::time::SystemTime;
 
 use serde_json::Value;
-use tracing::instrument;
 
 use super::edit::{
     Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
@@ -127,7 +126,6 @@ impl<C: Cluster> IstioRouter<C> {
 }
 
 impl<C: Cluster> TrafficRouter for IstioRouter<C> {
-    #[instrument(name = "InitPlugin", skip_all)]
     async fn init_plugin(&self) -> Result<(), RouterError> {
         self.cluster
             .init()
@@ -139,7 +137,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         "Istio"
     }
 
-    #[instrument(name = "UpdateHash", skip_all, fields(rollout = %rollout.key(), canary_hash, stable_hash))]
     async fn update_hash(
         &self,
         rollout: &Rollout,
@@ -192,7 +189,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
-    #[instrument(name = "SetWeight", skip_all, fields(rollout = %rollout.key(), weight = desired_weight))]
     async fn set_weight(
         &self,
         rollout: &Rollout,
@@ -208,7 +204,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
-    #[instrument(name = "SetHeaderRoute", skip_all, fields(rollout = %rollout.key(), route = %route.name))]
     async fn set_header_route(
         &self,
         rollout: &Rollout,
@@ -223,7 +218,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
-    #[instrument(name = "SetMirrorRoute", skip_all, fields(rollout = %rollout.key(), route = %route.name))]
     async fn set_mirror_route(
         &self,
         rollout: &Rollout,
@@ -239,7 +233,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
     }
 
     /// Verified when SetWeight with these arguments would change nothing (D2).
-    #[instrument(name = "VerifyWeight", skip_all, fields(rollout = %rollout.key(), weight = desired_weight))]
     async fn verify_weight(
         &self,
         rollout: &Rollout,
@@ -271,7 +264,6 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(Verification::Verified)
     }
 
-    #[instrument(name = "RemoveManagedRoutes", skip_all, fields(rollout = %rollout.key()))]
     async fn remove_managed_routes(&self, rollout: &Rollout) -> Result<(), RouterError> {
         let config = self.config(rollout)?;
         self.edit_virtual_services(&config, IfMissing::Skip, |doc, ctx| {

@@ -1,13 +1,16 @@
 //! The router interface: every call the controller makes, independent of
-//! the wire that carries it. Transports (net/rpc, gRPC, in-process) decode
-//! their arguments, call a [`TrafficRouter`] and encode the result.
+//! the wire that carries it. Transports (net/rpc, gRPC) decode their bytes
+//! into a [`Call`], [`dispatch`] it to a [`TrafficRouter`] and encode the
+//! [`Outcome`].
 
+mod call;
 mod edit;
 mod istio;
 
 use std::future::Future;
 use std::time::SystemTime;
 
+pub use call::{Call, Outcome, dispatch};
 pub use edit::RetryPolicy;
 pub use istio::IstioRouter;
 

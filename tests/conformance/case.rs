@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use istio_router::model::{SetHeaderRoute, SetMirrorRoute, WeightDestination};
+use istio_router::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
+use istio_router::router::Call;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -21,7 +22,7 @@ pub struct Case {
     #[serde(default)]
     pub objects: Vec<Value>,
     pub rollout: Value,
-    pub calls: Vec<Call>,
+    pub calls: Vec<Step>,
     pub transports: Option<Vec<String>>,
 }
 
@@ -33,10 +34,12 @@ fn default_istio_api_version() -> String {
     "v1alpha3".into()
 }
 
+/// One entry of `calls`: the arrangement, the call, the expectation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Call {
-    pub call: CallName,
+pub struct Step {
+    /// One of [`Call::NAMES`].
+    pub call: String,
     #[serde(default)]
     pub weight: i32,
     #[serde(default)]
@@ -58,18 +61,50 @@ pub struct Call {
     pub expect: Expect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum CallName {
-    InitPlugin,
-    Type,
-    UpdateHash,
-    SetWeight,
-    SetHeaderRoute,
-    SetMirrorRoute,
-    VerifyWeight,
-    RemoveManagedRoutes,
-    GetWeightUpdateDeadline,
-    ClearWeightUpdateDeadline,
+impl Step {
+    /// The call this step makes about `rollout`. A step without the route
+    /// argument sends Go's zero value, as the controller would.
+    pub fn to_call(&self, rollout: &Rollout) -> Result<Call, String> {
+        let rollout = rollout.clone();
+        let additional = self.additional_destinations.clone();
+        Ok(match self.call.as_str() {
+            "InitPlugin" => Call::InitPlugin,
+            "Type" => Call::Type,
+            "UpdateHash" => Call::UpdateHash {
+                rollout,
+                canary_hash: self.canary_hash.clone(),
+                stable_hash: self.stable_hash.clone(),
+                additional,
+            },
+            "SetWeight" => Call::SetWeight {
+                rollout,
+                desired_weight: self.weight,
+                additional,
+            },
+            "VerifyWeight" => Call::VerifyWeight {
+                rollout,
+                desired_weight: self.weight,
+                additional,
+            },
+            "SetHeaderRoute" => Call::SetHeaderRoute {
+                rollout,
+                route: self.set_header_route.clone().unwrap_or_default(),
+            },
+            "SetMirrorRoute" => Call::SetMirrorRoute {
+                rollout,
+                route: self.set_mirror_route.clone().unwrap_or_default(),
+            },
+            "RemoveManagedRoutes" => Call::RemoveManagedRoutes { rollout },
+            "GetWeightUpdateDeadline" => Call::GetWeightUpdateDeadline { rollout },
+            "ClearWeightUpdateDeadline" => Call::ClearWeightUpdateDeadline { rollout },
+            other => {
+                return Err(format!(
+                    "unknown call {other:?}; calls are {}",
+                    Call::NAMES.join(", ")
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +194,17 @@ pub const ISTIO_API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 /// Reads and checks one case.
 pub fn load_checked(path: &Path) -> Result<Case, String> {
     let case = load(path)?;
+    if let Some(step) = case
+        .calls
+        .iter()
+        .find(|s| !Call::NAMES.contains(&s.call.as_str()))
+    {
+        return Err(format!(
+            "calls: unknown call {:?}; calls are {}",
+            step.call,
+            Call::NAMES.join(", ")
+        ));
+    }
     if !ISTIO_API_VERSIONS.contains(&case.istio_api_version.as_str()) {
         return Err(format!(
             "istioApiVersion {:?} is not one of {ISTIO_API_VERSIONS:?}",
