@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use istio_router::cluster::InMemoryCluster;
-use istio_router::router::IstioRouter;
+use istio_router::istio::IstioRouter;
 use istio_router::transport::netrpc::plugin::RpcError;
 use istio_router::transport::netrpc::serve_connection;
 use netrpc_host::{Host, set_weight_args, virtual_service};

@@ -1,6 +1,7 @@
 //! `simulate`: plays a Rollout's canary from start to full promotion against
 //! an in-memory cluster, in the order the controller makes its calls
-//! (reference §12), and reports every call and every object it changed.
+//! (see "Call order" in docs/behaviour.md), and reports every call and
+//! every object it changed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,9 +12,10 @@ use serde_json::Value;
 use similar::TextDiff;
 
 use crate::cluster::InMemoryCluster;
-use crate::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
+use crate::istio::IstioRouter;
+use crate::istio::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
 use crate::model::{CanaryStep, Rollout};
-use crate::router::{Call, IstioRouter, Outcome, dispatch};
+use crate::router::{Call, Outcome, dispatch};
 
 /// The example `simulate` plays when no Rollout is given.
 pub const EMBEDDED_EXAMPLE: (&str, &str) = (

@@ -23,9 +23,9 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Instant;
 
-use super::{Cluster, ClusterError, IstioKind, ObjectKey, ReplicaSetInfo};
+use super::{Cluster, ClusterError, ObjectKey, Resource};
+use crate::model::ReplicaSetInfo;
 
-const ISTIO_GROUP: &str = "networking.istio.io";
 /// Server-side bound of one watch request; below kube-rs' read timeout.
 const WATCH_SECONDS: u32 = 290;
 /// A watch with no traffic for this long is presumed dead.
@@ -35,8 +35,6 @@ const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubeClusterOptions {
-    /// The `networking.istio.io` version to read and write.
-    pub istio_api_version: String,
     /// Sustained requests per second; 0 or less: unlimited.
     pub qps: f32,
     /// Requests allowed at once above the sustained rate.
@@ -51,7 +49,6 @@ pub struct KubeClusterOptions {
 impl Default for KubeClusterOptions {
     fn default() -> Self {
         KubeClusterOptions {
-            istio_api_version: "v1alpha3".to_string(),
             qps: 20.0,
             burst: 40,
             request_timeout: Duration::from_secs(10),
@@ -65,7 +62,7 @@ pub struct KubeCluster {
     options: KubeClusterOptions,
     client: OnceCell<Client>,
     limiter: Arc<TokenBucket>,
-    caches: Mutex<HashMap<(IstioKind, String), Arc<WatchCache>>>,
+    caches: Mutex<HashMap<(Resource, String), Arc<WatchCache>>>,
 }
 
 impl KubeCluster {
@@ -114,16 +111,13 @@ impl KubeCluster {
         config.default_retry = false;
         let client = Client::try_from(config)
             .map_err(|e| failed(format!("cannot build the Kubernetes client: {e}")))?;
-        tracing::info!(
-            istio_api_version = %self.options.istio_api_version,
-            "Kubernetes client ready"
-        );
+        tracing::info!("Kubernetes client ready");
         Ok(client)
     }
 
-    fn istio_api(&self, client: &Client, kind: IstioKind, namespace: &str) -> Api<DynamicObject> {
-        let gvk = GroupVersionKind::gvk(ISTIO_GROUP, &self.options.istio_api_version, kind.kind());
-        let resource = ApiResource::from_gvk_with_plural(&gvk, kind.resource());
+    fn api(&self, client: &Client, resource: Resource, namespace: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk(resource.group, resource.version, resource.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, resource.plural);
         Api::namespaced_with(client.clone(), namespace, &resource)
     }
 
@@ -149,7 +143,7 @@ impl KubeCluster {
     }
 
     async fn get_from_server(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
-        let api = self.istio_api(self.client().await?, key.kind, &key.namespace);
+        let api = self.api(self.client().await?, key.resource, &key.namespace);
         let object = self
             .request(|| format!("get {key}"), Some(key), api.get(&key.name))
             .await?;
@@ -157,19 +151,19 @@ impl KubeCluster {
     }
 
     /// The watch cache of (kind, namespace), started on first use.
-    fn cache(&self, client: &Client, kind: IstioKind, namespace: &str) -> Arc<WatchCache> {
+    fn cache(&self, client: &Client, resource: Resource, namespace: &str) -> Arc<WatchCache> {
         let mut caches = lock(&self.caches);
-        if let Some(cache) = caches.get(&(kind, namespace.to_string())) {
+        if let Some(cache) = caches.get(&(resource, namespace.to_string())) {
             return cache.clone();
         }
         let cache = Arc::new(WatchCache::new());
-        caches.insert((kind, namespace.to_string()), cache.clone());
+        caches.insert((resource, namespace.to_string()), cache.clone());
         let watcher = Watcher {
             cache: Arc::downgrade(&cache),
-            api: self.istio_api(client, kind, namespace),
+            api: self.api(client, resource, namespace),
             limiter: self.limiter.clone(),
             timeout: self.options.request_timeout,
-            label: format!("{} in namespace {namespace}", kind.resource()),
+            label: format!("{} in namespace {namespace}", resource.plural),
         };
         tokio::spawn(watcher.run());
         cache
@@ -177,7 +171,7 @@ impl KubeCluster {
 
     fn existing_cache(&self, key: &ObjectKey) -> Option<Arc<WatchCache>> {
         lock(&self.caches)
-            .get(&(key.kind, key.namespace.clone()))
+            .get(&(key.resource, key.namespace.clone()))
             .cloned()
     }
 }
@@ -189,7 +183,7 @@ impl Cluster for KubeCluster {
 
     async fn get(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
         let client = self.client().await?;
-        let cache = self.cache(client, key.kind, &key.namespace);
+        let cache = self.cache(client, key.resource, &key.namespace);
         if cache.wait_initial_sync(self.options.request_timeout).await
             && let Some(object) = cache.get(&key.name)
         {
@@ -216,7 +210,7 @@ impl Cluster for KubeCluster {
                 operation: operation(),
                 message: format!("not a Kubernetes object: {e}"),
             })?;
-        let api = self.istio_api(self.client().await?, key.kind, &key.namespace);
+        let api = self.api(self.client().await?, key.resource, &key.namespace);
         let stored = self
             .request(
                 operation,

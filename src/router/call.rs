@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use tracing::Instrument;
 
-use super::{RouterError, TrafficRouter, Verification};
+use super::{TrafficRouter, Verification};
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 
 /// One decoded call of `RpcTrafficRoutingReconciler` (plus InitPlugin and Type).
@@ -176,7 +176,7 @@ pub async fn dispatch<R: TrafficRouter>(router: &R, call: Call) -> Outcome {
     .await
 }
 
-fn reply<T>(result: Result<T, RouterError>) -> Result<T, String> {
+fn reply<T, E: std::error::Error>(result: Result<T, E>) -> Result<T, String> {
     result.map_err(|e| e.to_string())
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use istio_router::istio;
 use istio_router::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 use istio_router::router::Call;
 
@@ -188,9 +189,6 @@ pub fn case_files(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// The `networking.istio.io` versions a case may ask for.
-pub const ISTIO_API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
-
 /// Reads and checks one case.
 pub fn load_checked(path: &Path) -> Result<Case, String> {
     let case = load(path)?;
@@ -205,10 +203,11 @@ pub fn load_checked(path: &Path) -> Result<Case, String> {
             Call::NAMES.join(", ")
         ));
     }
-    if !ISTIO_API_VERSIONS.contains(&case.istio_api_version.as_str()) {
+    if !istio::API_VERSIONS.contains(&case.istio_api_version.as_str()) {
         return Err(format!(
-            "istioApiVersion {:?} is not one of {ISTIO_API_VERSIONS:?}",
-            case.istio_api_version
+            "istioApiVersion {:?} is not one of {:?}",
+            case.istio_api_version,
+            istio::API_VERSIONS
         ));
     }
     Ok(case)

@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use super::case::{Case, Fault, FaultKind, FaultOn};
 use super::session::{BoxFuture, CallReply, ClusterSide, PluginSide, Session, Transport};
-use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
-use istio_router::router::{Call, IstioRouter, RetryPolicy, dispatch};
+use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey};
+use istio_router::istio::{self, IstioRouter, RetryPolicy};
+use istio_router::model::ReplicaSetInfo;
+use istio_router::router::{Call, dispatch};
 
 pub struct InProcess;
 
@@ -25,8 +27,13 @@ impl Transport for InProcess {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = Arc::new(FaultyCluster::default());
-            let router =
-                IstioRouter::new(cluster.clone(), &case.plugin_name).with_retry(RetryPolicy {
+            let api_version = istio::API_VERSIONS
+                .into_iter()
+                .find(|v| *v == case.istio_api_version)
+                .ok_or_else(|| format!("unknown istioApiVersion {}", case.istio_api_version))?;
+            let router = IstioRouter::new(cluster.clone(), &case.plugin_name)
+                .with_api_version(api_version)
+                .with_retry(RetryPolicy {
                     attempts: 5,
                     backoff: std::time::Duration::from_millis(1),
                 });
@@ -76,7 +83,7 @@ impl FaultyCluster {
         Err(match armed.fault.kind {
             FaultKind::Conflict => ClusterError::Conflict {
                 key: ObjectKey::new(
-                    istio_router::cluster::IstioKind::VirtualService,
+                    istio::virtual_service(istio::DEFAULT_API_VERSION),
                     "",
                     resource,
                 ),
@@ -92,13 +99,13 @@ impl FaultyCluster {
 
 impl Cluster for FaultyCluster {
     async fn get(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
-        self.fault(FaultOn::Get, key.kind.resource())?;
+        self.fault(FaultOn::Get, key.resource.plural)?;
         self.store.get(key).await
     }
 
     async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.fault(FaultOn::Write, key.kind.resource())?;
+        self.fault(FaultOn::Write, key.resource.plural)?;
         self.store.replace(key, object).await
     }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::VirtualServiceContext;
 use super::json::{self, RouteKind};
-use crate::config::{RouterConfig, TcpRouteRef, TlsRouteRef};
+use crate::istio::config::{RouterConfig, TcpRouteRef, TlsRouteRef};
 
 /// Indices of the HTTP routes named by `names` (§3.1), de-duplicated (Q9).
 /// With no names, the route is inferred: the single route that is not a
@@ -154,6 +154,10 @@ fn select_by_port<T>(
     Ok(selected)
 }
 
+/// The routes SetWeight edits per kind, in the order of [`RouteKind::ALL`]
+/// (HTTP, TLS, TCP); `None` for a kind the VirtualService does not have.
+pub type Selection = [Option<Vec<usize>>; 3];
+
 /// The routes of `kind` that SetWeight edits, from the configuration only
 /// (no mirror routes); `None` when the VirtualService has no such routes.
 pub fn configured_selection(
@@ -182,9 +186,10 @@ pub fn short_host(host: &str) -> &str {
 
 /// §4: every selected route must carry the canary and the stable
 /// destination, and an omitted route list must not be ambiguous.
-pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<(), String> {
+pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<Selection, String> {
     let config = ctx.config;
-    for kind in RouteKind::ALL {
+    let mut selection = Selection::default();
+    for (slot, kind) in selection.iter_mut().zip(RouteKind::ALL) {
         let Some(selected) = configured_selection(doc, kind, ctx)? else {
             continue;
         };
@@ -265,8 +270,9 @@ pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<(), Stri
                 "spec.{field}[] should be set in VirtualService and it must have exactly one route when omitting spec.strategy.canary.trafficRouting.plugins[].virtualService.{key}"
             ));
         }
+        *slot = Some(selected);
     }
-    Ok(())
+    Ok(selection)
 }
 
 /// `route[]` of one route.

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::json::{self, RouteKind};
 use super::{CoreError, VirtualServiceContext};
-use crate::config::RouterConfig;
+use crate::istio::config::RouterConfig;
 use crate::model::Rollout;
 
 /// Removes every HTTP route whose name is `name` (an empty name removes the

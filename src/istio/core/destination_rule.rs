@@ -5,8 +5,8 @@ use serde_json::{Map, Value, json};
 
 use super::json::type_name;
 use super::{CoreError, MANAGED_BY_ANNOTATION, POD_TEMPLATE_HASH_LABEL};
-use crate::cluster::ReplicaSetInfo;
-use crate::config::DestinationRuleRef;
+use crate::istio::config::DestinationRuleRef;
+use crate::model::ReplicaSetInfo;
 use crate::model::{Rollout, WeightDestination};
 
 /// Rewrites the subsets of one DestinationRule document; returns whether it

@@ -64,13 +64,12 @@ pub fn set_weight(
     ctx: &VirtualServiceContext<'_>,
     request: WeightRequest<'_>,
 ) -> Result<bool, CoreError> {
-    selection::validate(doc, ctx).map_err(|e| ctx.error(e))?;
+    // Validation selects the routes; the edit reuses that selection.
+    let selection = selection::validate(doc, ctx).map_err(|e| ctx.error(e))?;
     let mut edited = doc.clone();
     let mut changed = false;
-    for kind in RouteKind::ALL {
-        let Some(mut selected) =
-            selection::configured_selection(&edited, kind, ctx).map_err(|e| ctx.error(e))?
-        else {
+    for (kind, selected) in RouteKind::ALL.into_iter().zip(selection) {
+        let Some(mut selected) = selected else {
             continue;
         };
         if kind == RouteKind::Http {

@@ -57,8 +57,8 @@ impl CoreError {
 pub struct VirtualServiceContext<'a> {
     /// `VirtualService ns/name`, used in error messages.
     pub object: &'a str,
-    pub config: &'a crate::config::RouterConfig,
-    pub reference: &'a crate::config::VirtualServiceRef,
+    pub config: &'a crate::istio::config::RouterConfig,
+    pub reference: &'a crate::istio::config::VirtualServiceRef,
 }
 
 impl VirtualServiceContext<'_> {

@@ -1,0 +1,62 @@
+//! Istio: the plugin's configuration, the pure core that edits
+//! VirtualServices and DestinationRules, and the router that reads them
+//! through the cluster port, runs the core and writes back what changed.
+//! The rules are described in `docs/behaviour.md`.
+
+pub mod config;
+pub mod core;
+mod edit;
+mod router;
+
+pub use config::DEFAULT_PLUGIN_NAME;
+pub use edit::RetryPolicy;
+pub use router::IstioRouter;
+
+use self::core::CoreError;
+use crate::cluster::{ClusterError, Resource};
+use config::ConfigError;
+
+/// The API group of VirtualServices and DestinationRules.
+pub const GROUP: &str = "networking.istio.io";
+/// The `networking.istio.io` versions the plugin can read and write.
+pub const API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
+/// The version used unless configured otherwise.
+pub const DEFAULT_API_VERSION: &str = API_VERSIONS[0];
+
+/// VirtualServices in `version` (one of [`API_VERSIONS`]).
+pub fn virtual_service(version: &'static str) -> Resource {
+    Resource {
+        group: GROUP,
+        version,
+        kind: "VirtualService",
+        plural: "virtualservices",
+    }
+}
+
+/// DestinationRules in `version` (one of [`API_VERSIONS`]).
+pub fn destination_rule(version: &'static str) -> Resource {
+    Resource {
+        group: GROUP,
+        version,
+        kind: "DestinationRule",
+        plural: "destinationrules",
+    }
+}
+
+/// Why an Istio router call failed; its `Display` is the text the
+/// controller shows the user.
+#[derive(Debug, thiserror::Error)]
+pub enum IstioError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// A cluster request failed; `context` says what the router was doing.
+    #[error("{context}: {error}")]
+    Cluster {
+        context: String,
+        error: ClusterError,
+    },
+    #[error("cannot connect to Kubernetes: {0}")]
+    Init(ClusterError),
+}
