@@ -2,7 +2,8 @@
 //!
 //! Reads are served from a watch cache per (kind, namespace), started on the
 //! first touch, so that a reconcile with nothing to change costs no API
-//! request. Writes are PUTs carrying the resourceVersion they were based on;
+//! request. Reads from the server and writes are raw requests, so objects
+//! stay JSON end to end. Writes are PUTs carrying the resourceVersion they were based on;
 //! their results are written through to the cache. Every request waits for a
 //! token (QPS / burst) and is bounded by the request timeout.
 
@@ -12,9 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use ::kube::Resource as _;
 use ::kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, ApiResource, DynamicObject, GetParams, GroupVersionKind, ListParams, PostParams,
+    WatchEvent, WatchParams,
 };
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
@@ -143,11 +145,38 @@ impl KubeCluster {
     }
 
     async fn get_from_server(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
-        let api = self.api(self.client().await?, key.resource, &key.namespace);
-        let object = self
-            .request(|| format!("get {key}"), Some(key), api.get(&key.name))
+        let operation = || format!("get {key}");
+        let request = self
+            .raw_request(key)
+            .get(&key.name, &GetParams::default())
+            .map_err(|e| rejected(operation(), e))?;
+        self.send_raw(operation, key, request, "get").await
+    }
+
+    /// Requests about `key`'s kind in its namespace. Reads and writes go as
+    /// raw requests: the object stays JSON from the wire to the core and
+    /// back, with no typed object in between.
+    fn raw_request(&self, key: &ObjectKey) -> ::kube::core::Request {
+        let gvk =
+            GroupVersionKind::gvk(key.resource.group, key.resource.version, key.resource.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, key.resource.plural);
+        ::kube::core::Request::new(DynamicObject::url_path(&resource, Some(&key.namespace)))
+    }
+
+    async fn send_raw(
+        &self,
+        operation: impl Fn() -> String,
+        key: &ObjectKey,
+        mut request: http::Request<Vec<u8>>,
+        verb: &'static str,
+    ) -> Result<Value, ClusterError> {
+        request.extensions_mut().insert(verb);
+        let client = self.client().await?;
+        let mut object: Value = self
+            .request(&operation, Some(key), client.request(request))
             .await?;
-        to_value(&object, || format!("get {key}"))
+        drop_managed_fields(&mut object);
+        Ok(object)
     }
 
     /// The watch cache of (kind, namespace), started on first use.
@@ -205,20 +234,12 @@ impl Cluster for KubeCluster {
 
     async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
         let operation = || format!("replace {key}");
-        let object: DynamicObject =
-            serde_json::from_value(object).map_err(|e| ClusterError::Rejected {
-                operation: operation(),
-                message: format!("not a Kubernetes object: {e}"),
-            })?;
-        let api = self.api(self.client().await?, key.resource, &key.namespace);
-        let stored = self
-            .request(
-                operation,
-                Some(key),
-                api.replace(&key.name, &PostParams::default(), &object),
-            )
-            .await?;
-        let stored = to_value(&stored, operation)?;
+        let body = serde_json::to_vec(&object).map_err(|e| rejected(operation(), e))?;
+        let request = self
+            .raw_request(key)
+            .replace(&key.name, &PostParams::default(), body)
+            .map_err(|e| rejected(operation(), e))?;
+        let stored = self.send_raw(operation, key, request, "replace").await?;
         if let Some(cache) = self.existing_cache(key) {
             cache.store_if_newer(stored.clone());
         }
@@ -262,15 +283,28 @@ fn to_value(object: &DynamicObject, operation: impl Fn() -> String) -> Result<Va
     })
 }
 
-/// The object as JSON, without `metadata.managedFields`: they are often the
-/// bulk of an object, the plugin never reads them, and an update that omits
-/// them leaves them unchanged on the server.
+/// The object as JSON, without `metadata.managedFields`.
 fn json_of(object: &DynamicObject) -> Result<Value, serde_json::Error> {
     let mut value = serde_json::to_value(object)?;
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+    drop_managed_fields(&mut value);
+    Ok(value)
+}
+
+/// Removes `metadata.managedFields`: they are often the bulk of an object,
+/// the plugin never reads them, and an update that omits them leaves them
+/// unchanged on the server.
+fn drop_managed_fields(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
-    Ok(value)
+}
+
+/// A request that could not even be built or encoded.
+fn rejected(operation: String, error: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Rejected {
+        operation,
+        message: error.to_string(),
+    }
 }
 
 /// 404 → NotFound, 409 → Conflict, 5xx / 429 / transport → Transient, other
