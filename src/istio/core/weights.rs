@@ -1,5 +1,5 @@
-//! SetWeight (§5) with D5: stable = max(0, T − desired − Σ additional −
-//! Σ current additional-subset weights), T = maxTrafficWeight.
+//! SetWeight (see docs/behaviour.md): stable = max(0, T − desired −
+//! Σ additional − Σ current additional-subset weights), T = maxTrafficWeight.
 
 use std::collections::BTreeSet;
 
@@ -58,7 +58,7 @@ impl<'a> WeightRequest<'a> {
 }
 
 /// Applies SetWeight to one VirtualService document; returns whether it
-/// changed. Validation (§4) runs first, so an error leaves `doc` untouched.
+/// changed. Validation runs first, so an error leaves `doc` untouched.
 pub fn set_weight(
     doc: &mut Value,
     ctx: &VirtualServiceContext<'_>,
@@ -101,7 +101,7 @@ pub fn set_weight(
     Ok(true)
 }
 
-/// HTTP routes with a `mirror` whose name is a managed route (§5.2): they
+/// HTTP routes with a `mirror` whose name is a managed route: they
 /// carry the canary/stable split for mirrored requests, so they follow it.
 fn managed_mirror_routes(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Vec<usize> {
     let Ok(Some(routes)) = json::routes(doc, RouteKind::Http) else {
@@ -126,7 +126,8 @@ enum Target {
     Delete,
 }
 
-/// Re-weights one route's destinations (§5.3, §5.6).
+/// Re-weights one route's destinations: weight changes and appends first,
+/// then deletions from the highest index down.
 fn reweight_route(
     route: &mut Value,
     path: &str,
@@ -194,7 +195,7 @@ fn reweight_route(
             Target::Keep
         } else if *weight != 0 {
             // A destination the rollout does not know with traffic: drop it.
-            // One with no traffic is left alone (Q2).
+            // One with no traffic is left alone, as the built-in does.
             Target::Delete
         } else {
             Target::Keep
