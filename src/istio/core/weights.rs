@@ -120,7 +120,7 @@ fn managed_mirror_routes(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Vec<us
 }
 
 /// What happens to one destination of a selected route.
-enum Target {
+enum Fate {
     Keep,
     Weight(i64),
     Delete,
@@ -179,26 +179,26 @@ fn reweight_route(
     let mut targets = Vec::with_capacity(views.len());
     for (host, subset, weight) in &views {
         let target = if host.is_empty() {
-            Target::Keep
+            Fate::Keep
         } else if host == &config.canary_service || (!subset.is_empty() && subset == canary_subset)
         {
-            Target::Weight(request.desired)
+            Fate::Weight(request.desired)
         } else if host == &config.stable_service || (!subset.is_empty() && subset == stable_subset)
         {
-            Target::Weight(stable_weight)
+            Fate::Weight(stable_weight)
         } else if let Some(k) = (0..request.additional.len())
             .find(|&k| !claimed[k] && request.additional[k].service_name == *host)
         {
             claimed[k] = true;
-            Target::Weight(i64::from(request.additional[k].weight))
+            Fate::Weight(i64::from(request.additional[k].weight))
         } else if is_additional_subset(subset) {
-            Target::Keep
+            Fate::Keep
         } else if *weight != 0 {
             // A destination the rollout does not know with traffic: drop it.
             // One with no traffic is left alone, as the built-in does.
-            Target::Delete
+            Fate::Delete
         } else {
-            Target::Keep
+            Fate::Keep
         };
         targets.push(target);
     }
@@ -219,11 +219,11 @@ fn reweight_route(
     let mut deletions = Vec::new();
     for (i, (target, (_, _, current))) in targets.iter().zip(&views).enumerate() {
         match target {
-            Target::Weight(w) if w != current => {
+            Fate::Weight(w) if w != current => {
                 list[i]["weight"] = json!(w);
                 changed = true;
             }
-            Target::Delete => deletions.push(i),
+            Fate::Delete => deletions.push(i),
             _ => {}
         }
     }

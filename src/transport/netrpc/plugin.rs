@@ -51,9 +51,9 @@ pub enum Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeStreamError {
     #[error("reading the plugin stream: {0}")]
-    Read(#[source] std::io::Error),
+    Read(std::io::Error),
     #[error("unreadable message framing, cannot resynchronise: {0}")]
-    Framing(#[source] GobError),
+    Framing(GobError),
 }
 
 type Writer<S> = Arc<Mutex<(WriteHalf<S>, Encoder)>>;
