@@ -16,3 +16,4 @@ pub mod process;
 pub mod router;
 pub mod simulate;
 pub mod transport;
+pub mod yaml;

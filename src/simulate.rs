@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 use similar::TextDiff;
 
@@ -46,21 +45,12 @@ pub struct Scenario {
     pub plugin_name: String,
 }
 
-/// One parsed manifest file: its name and its YAML documents as JSON.
+/// One manifest file's YAML documents as JSON.
 fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, SimulateError> {
-    let error = |message: String| SimulateError::Manifest {
+    crate::yaml::documents(text).map_err(|e| SimulateError::Manifest {
         file: file.to_string(),
-        message,
-    };
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document)
-            .map_err(|e| error(format!("document {}: {e}", index + 1)))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+        message: e.to_string(),
+    })
 }
 
 fn object_label(document: &Value) -> String {
@@ -402,7 +392,7 @@ fn without_server_fields(object: &Value) -> Value {
 }
 
 fn to_yaml(value: &Value) -> String {
-    serde_yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
+    crate::yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
 }
 
 /// A unified diff of every object that changed between two snapshots.

@@ -164,7 +164,7 @@ impl Default for ErrorExpectation {
 /// Reads one case file; errors name the file and the field.
 pub fn load(path: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let value: Value = serde_yaml::from_str(&text).map_err(|e| format!("not YAML: {e}"))?;
+    let value = istio_router::yaml::document(&text).map_err(|e| format!("not YAML: {e}"))?;
     serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }
 
