@@ -1,17 +1,16 @@
 //! `KubeCluster` against the HTTP API stand-in, through a kubeconfig file.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 use istio_router::cluster::{Cluster, ClusterError, KubeCluster, KubeClusterOptions, ObjectKey};
 use istio_router::istio::{self, IstioRouter};
 use istio_router::model::Rollout;
 use istio_router::router::{TrafficRouter, Verification};
 use serde_json::{Value, json};
+use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 
 struct Setup {
     server: ApiServer,
