@@ -49,56 +49,7 @@ struct GrpcPlugin {
 }
 
 fn destinations(additional: &[model::WeightDestination]) -> Vec<pb::WeightDestination> {
-    additional
-        .iter()
-        .map(|d| pb::WeightDestination {
-            weight: d.weight,
-            service_name: d.service_name.clone(),
-            pod_template_hash: d.pod_template_hash.clone(),
-        })
-        .collect()
-}
-
-fn string_match(m: &model::StringMatch) -> pb::StringMatch {
-    pb::StringMatch {
-        exact: m.exact.clone(),
-        prefix: m.prefix.clone(),
-        regex: m.regex.clone(),
-    }
-}
-
-fn header_route(route: &model::SetHeaderRoute) -> pb::SetHeaderRoute {
-    pb::SetHeaderRoute {
-        name: route.name.clone(),
-        r#match: route
-            .matches
-            .iter()
-            .map(|m| pb::HeaderRoutingMatch {
-                header_name: m.header_name.clone(),
-                header_value: m.header_value.as_ref().map(string_match),
-            })
-            .collect(),
-    }
-}
-
-fn mirror_route(route: &model::SetMirrorRoute) -> pb::SetMirrorRoute {
-    pb::SetMirrorRoute {
-        name: route.name.clone(),
-        r#match: route
-            .matches
-            .iter()
-            .map(|m| pb::RouteMatch {
-                method: m.method.as_ref().map(string_match),
-                path: m.path.as_ref().map(string_match),
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), string_match(v)))
-                    .collect(),
-            })
-            .collect(),
-        percentage: route.percentage,
-    }
+    additional.iter().map(Into::into).collect()
 }
 
 /// Sends `call` as the gRPC request of its method, its Rollout as
@@ -171,14 +122,14 @@ async fn send(
         Call::SetHeaderRoute { route, .. } => {
             let request = pb::SetHeaderRouteRequest {
                 rollout_json: rollout_json.clone(),
-                set_header_route: Some(header_route(route)),
+                set_header_route: Some(route.into()),
             };
             done(client.set_header_route(request).await?.into_inner())
         }
         Call::SetMirrorRoute { route, .. } => {
             let request = pb::SetMirrorRouteRequest {
                 rollout_json: rollout_json.clone(),
-                set_mirror_route: Some(mirror_route(route)),
+                set_mirror_route: Some(route.into()),
             };
             done(client.set_mirror_route(request).await?.into_inner())
         }

@@ -293,3 +293,63 @@ impl From<pb::SetMirrorRoute> for model::SetMirrorRoute {
         }
     }
 }
+
+// The model as the gRPC messages carry it, for clients of the service.
+
+impl From<&model::WeightDestination> for pb::WeightDestination {
+    fn from(d: &model::WeightDestination) -> Self {
+        pb::WeightDestination {
+            weight: d.weight,
+            service_name: d.service_name.clone(),
+            pod_template_hash: d.pod_template_hash.clone(),
+        }
+    }
+}
+
+impl From<&model::StringMatch> for pb::StringMatch {
+    fn from(m: &model::StringMatch) -> Self {
+        pb::StringMatch {
+            exact: m.exact.clone(),
+            prefix: m.prefix.clone(),
+            regex: m.regex.clone(),
+        }
+    }
+}
+
+impl From<&model::SetHeaderRoute> for pb::SetHeaderRoute {
+    fn from(route: &model::SetHeaderRoute) -> Self {
+        pb::SetHeaderRoute {
+            name: route.name.clone(),
+            r#match: route
+                .matches
+                .iter()
+                .map(|m| pb::HeaderRoutingMatch {
+                    header_name: m.header_name.clone(),
+                    header_value: m.header_value.as_ref().map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&model::SetMirrorRoute> for pb::SetMirrorRoute {
+    fn from(route: &model::SetMirrorRoute) -> Self {
+        pb::SetMirrorRoute {
+            name: route.name.clone(),
+            r#match: route
+                .matches
+                .iter()
+                .map(|m| pb::RouteMatch {
+                    method: m.method.as_ref().map(Into::into),
+                    path: m.path.as_ref().map(Into::into),
+                    headers: m
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.clone(), value.into()))
+                        .collect(),
+                })
+                .collect(),
+            percentage: route.percentage,
+        }
+    }
+}
