@@ -193,12 +193,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             request_timeout: Duration::from_secs(args.kube_timeout),
             kubeconfig: None,
         });
-        let api_version = istio::API_VERSIONS
-            .into_iter()
-            .find(|v| *v == args.istio_api_version)
-            .context("--istio-api-version is not a known networking.istio.io version")?;
-        let router =
-            Arc::new(IstioRouter::new(cluster, args.plugin_name).with_api_version(api_version));
+        let router = Arc::new(
+            IstioRouter::new(cluster, args.plugin_name)
+                .with_api_version(&args.istio_api_version)?,
+        );
         match args.protocol {
             Protocol::Netrpc => {
                 let ended = tokio::select! {

@@ -79,7 +79,7 @@ fn vs(name: &str, weight: i64) -> Value {
 
 fn key(name: &str) -> ObjectKey {
     ObjectKey::new(
-        istio::virtual_service(istio::DEFAULT_API_VERSION),
+        istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
         "ns",
         name,
     )
@@ -114,7 +114,7 @@ async fn get_reads_objects_and_reports_missing_ones() {
 #[tokio::test]
 async fn the_version_of_the_key_is_used() {
     let s = setup(vec![vs("web", 0)], options()).await;
-    let key = ObjectKey::new(istio::virtual_service("v1"), "ns", "web");
+    let key = ObjectKey::new(istio::virtual_service("v1").expect("v1"), "ns", "web");
     let object = s.cluster.get_fresh(&key).await.unwrap();
     assert_eq!(object["apiVersion"], "networking.istio.io/v1");
     let stored = s

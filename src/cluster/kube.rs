@@ -64,7 +64,7 @@ pub struct KubeCluster {
     options: KubeClusterOptions,
     client: OnceCell<Client>,
     limiter: Arc<TokenBucket>,
-    caches: Mutex<HashMap<(Resource, String), Arc<WatchCache>>>,
+    caches: Mutex<HashMap<(&'static Resource, String), Arc<WatchCache>>>,
 }
 
 impl KubeCluster {
@@ -117,7 +117,7 @@ impl KubeCluster {
         Ok(client)
     }
 
-    fn api(&self, client: &Client, resource: Resource, namespace: &str) -> Api<DynamicObject> {
+    fn api(&self, client: &Client, resource: &Resource, namespace: &str) -> Api<DynamicObject> {
         let gvk = GroupVersionKind::gvk(resource.group, resource.version, resource.kind);
         let resource = ApiResource::from_gvk_with_plural(&gvk, resource.plural);
         Api::namespaced_with(client.clone(), namespace, &resource)
@@ -180,7 +180,12 @@ impl KubeCluster {
     }
 
     /// The watch cache of (kind, namespace), started on first use.
-    fn cache(&self, client: &Client, resource: Resource, namespace: &str) -> Arc<WatchCache> {
+    fn cache(
+        &self,
+        client: &Client,
+        resource: &'static Resource,
+        namespace: &str,
+    ) -> Arc<WatchCache> {
         let mut caches = lock(&self.caches);
         if let Some(cache) = caches.get(&(resource, namespace.to_string())) {
             return cache.clone();

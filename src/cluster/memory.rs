@@ -179,7 +179,7 @@ mod tests {
 
     fn vs_key() -> ObjectKey {
         ObjectKey::new(
-            istio::virtual_service(istio::DEFAULT_API_VERSION),
+            istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
             "default",
             "vs",
         )

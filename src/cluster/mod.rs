@@ -43,13 +43,17 @@ impl Resource {
 /// One object: its type, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub resource: Resource,
+    pub resource: &'static Resource,
     pub namespace: String,
     pub name: String,
 }
 
 impl ObjectKey {
-    pub fn new(resource: Resource, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(
+        resource: &'static Resource,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
         ObjectKey {
             resource,
             namespace: namespace.into(),

@@ -23,24 +23,47 @@ pub const API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 /// The version used unless configured otherwise.
 pub const DEFAULT_API_VERSION: &str = API_VERSIONS[0];
 
-/// VirtualServices in `version` (one of [`API_VERSIONS`]).
-pub fn virtual_service(version: &'static str) -> Resource {
+const fn resource(version: &'static str, kind: &'static str, plural: &'static str) -> Resource {
     Resource {
         group: GROUP,
         version,
-        kind: "VirtualService",
-        plural: "virtualservices",
+        kind,
+        plural,
     }
 }
 
-/// DestinationRules in `version` (one of [`API_VERSIONS`]).
-pub fn destination_rule(version: &'static str) -> Resource {
-    Resource {
-        group: GROUP,
-        version,
-        kind: "DestinationRule",
-        plural: "destinationrules",
-    }
+static VIRTUAL_SERVICES: [Resource; 3] = [
+    resource(API_VERSIONS[0], "VirtualService", "virtualservices"),
+    resource(API_VERSIONS[1], "VirtualService", "virtualservices"),
+    resource(API_VERSIONS[2], "VirtualService", "virtualservices"),
+];
+
+static DESTINATION_RULES: [Resource; 3] = [
+    resource(API_VERSIONS[0], "DestinationRule", "destinationrules"),
+    resource(API_VERSIONS[1], "DestinationRule", "destinationrules"),
+    resource(API_VERSIONS[2], "DestinationRule", "destinationrules"),
+];
+
+/// A version that is not one of [`API_VERSIONS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown networking.istio.io version {0:?}; known: v1alpha3, v1beta1, v1")]
+pub struct UnknownApiVersion(pub String);
+
+fn version_index(version: &str) -> Result<usize, UnknownApiVersion> {
+    API_VERSIONS
+        .iter()
+        .position(|v| *v == version)
+        .ok_or_else(|| UnknownApiVersion(version.to_string()))
+}
+
+/// VirtualServices in `version`.
+pub fn virtual_service(version: &str) -> Result<&'static Resource, UnknownApiVersion> {
+    Ok(&VIRTUAL_SERVICES[version_index(version)?])
+}
+
+/// DestinationRules in `version`.
+pub fn destination_rule(version: &str) -> Result<&'static Resource, UnknownApiVersion> {
+    Ok(&DESTINATION_RULES[version_index(version)?])
 }
 
 /// Why an Istio router call failed; its `Display` is the text the

@@ -10,15 +10,16 @@ use super::core::{self, CanaryTarget, CoreError, VirtualServiceContext, WeightRe
 use super::edit::{
     Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
 };
-use super::{DEFAULT_API_VERSION, IstioError};
-use crate::cluster::{Cluster, ObjectKey};
+use super::{IstioError, UnknownApiVersion};
+use crate::cluster::{Cluster, ObjectKey, Resource};
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 use crate::router::{TrafficRouter, Verification};
 
 pub struct IstioRouter<C> {
     cluster: C,
     plugin_name: String,
-    api_version: &'static str,
+    virtual_services: &'static Resource,
+    destination_rules: &'static Resource,
     retry: RetryPolicy,
 }
 
@@ -46,16 +47,18 @@ impl<C: Cluster> IstioRouter<C> {
         IstioRouter {
             cluster,
             plugin_name: plugin_name.into(),
-            api_version: DEFAULT_API_VERSION,
+            virtual_services: &super::VIRTUAL_SERVICES[0],
+            destination_rules: &super::DESTINATION_RULES[0],
             retry: RetryPolicy::default(),
         }
     }
 
     /// The `networking.istio.io` version to read and write (one of
     /// [`super::API_VERSIONS`]).
-    pub fn with_api_version(mut self, api_version: &'static str) -> Self {
-        self.api_version = api_version;
-        self
+    pub fn with_api_version(mut self, api_version: &str) -> Result<Self, UnknownApiVersion> {
+        self.virtual_services = super::virtual_service(api_version)?;
+        self.destination_rules = super::destination_rule(api_version)?;
+        Ok(self)
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -82,7 +85,7 @@ impl<C: Cluster> IstioRouter<C> {
             .map(|reference| {
                 let (namespace, name) =
                     virtual_service_location(&reference.name, &config.namespace);
-                let key = ObjectKey::new(super::virtual_service(self.api_version), namespace, name);
+                let key = ObjectKey::new(self.virtual_services, namespace, name);
                 let vs = VirtualService {
                     label: key.to_string(),
                     config,
@@ -115,13 +118,10 @@ impl<C: Cluster> IstioRouter<C> {
     }
 
     fn destination_rule_key(&self, config: &RouterConfig) -> Option<ObjectKey> {
-        config.destination_rule.as_ref().map(|dr| {
-            ObjectKey::new(
-                super::destination_rule(self.api_version),
-                &config.namespace,
-                &dr.name,
-            )
-        })
+        config
+            .destination_rule
+            .as_ref()
+            .map(|dr| ObjectKey::new(self.destination_rules, &config.namespace, &dr.name))
     }
 
     /// Where header and mirror routes point: the DestinationRule's host and

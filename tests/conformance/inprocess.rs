@@ -27,12 +27,9 @@ impl Transport for InProcess {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = Arc::new(FaultyCluster::default());
-            let api_version = istio::API_VERSIONS
-                .into_iter()
-                .find(|v| *v == case.istio_api_version)
-                .ok_or_else(|| format!("unknown istioApiVersion {}", case.istio_api_version))?;
             let router = IstioRouter::new(cluster.clone(), &case.plugin_name)
-                .with_api_version(api_version)
+                .with_api_version(&case.istio_api_version)
+                .map_err(|e| e.to_string())?
                 .with_retry(RetryPolicy {
                     attempts: 5,
                     backoff: std::time::Duration::from_millis(1),
@@ -83,7 +80,7 @@ impl FaultyCluster {
         Err(match armed.fault.kind {
             FaultKind::Conflict => ClusterError::Conflict {
                 key: ObjectKey::new(
-                    istio::virtual_service(istio::DEFAULT_API_VERSION),
+                    istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
                     "",
                     resource,
                 ),

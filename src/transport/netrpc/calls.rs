@@ -39,7 +39,7 @@ pub enum CallError {
 /// The argument a method takes, and how it becomes a [`Call`].
 enum Argument {
     /// A nil interface.
-    Nil(Call),
+    Nil(fn() -> Call),
     /// An interface holding the Go type `want`.
     Value {
         want: &'static str,
@@ -56,8 +56,8 @@ fn argument_of(method: &str) -> Option<Argument> {
         build,
     };
     Some(match method {
-        "InitPlugin" => Argument::Nil(Call::InitPlugin),
-        "Type" => Argument::Nil(Call::Type),
+        "InitPlugin" => Argument::Nil(|| Call::InitPlugin),
+        "Type" => Argument::Nil(|| Call::Type),
         "UpdateHash" => value("UpdateHashArgs", &UPDATE_HASH_ARGS, |a| {
             Ok(Call::UpdateHash {
                 rollout: a.rollout()?,
@@ -203,7 +203,7 @@ pub fn decode_call(
         want,
     };
     let (want, schema, build, type_id, bytes) = match (argument, body) {
-        (Argument::Nil(call), Body::Nil) => return Ok(call),
+        (Argument::Nil(call), Body::Nil) => return Ok(call()),
         (Argument::Nil(_), Body::Interface { name, .. }) => {
             return Err(wrong(
                 format!("interface holding {name}"),
