@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gobwire::{GoTime, Interface};
 use serde_json::Value;
 
-use super::netrpc_host::{self as go, Host, PluginConn, PluginProcess, ReplyBody};
+use super::netrpc_host::{Host, PluginConn, PluginProcess, Reply, ReplyBody, go};
 use istio_router::model::{self, Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 use istio_router::router::{Call, Outcome, Verification};
 
@@ -247,11 +247,7 @@ impl MockController {
 impl Running {
     /// One net/rpc round trip on the `Plugin` stream; `Err` when the
     /// connection failed.
-    async fn invoke(
-        &mut self,
-        method: &str,
-        argument: Option<Interface>,
-    ) -> Result<go::Reply, String> {
+    async fn invoke(&mut self, method: &str, argument: Option<Interface>) -> Result<Reply, String> {
         let seq = self.seq;
         self.seq += 1;
         let service_method = format!("Plugin.{method}");
@@ -300,7 +296,7 @@ async fn kill(running: Running) {
 }
 
 /// A reply as argo's rpc client returns it.
-fn decode(method: &str, reply: go::Reply) -> CallReply {
+fn decode(method: &str, reply: Reply) -> CallReply {
     if !reply.error.is_empty() {
         return CallReply {
             error: format!("{method} rpc call error: {}", reply.error),
