@@ -117,6 +117,19 @@ impl<C: Cluster> IstioRouter<C> {
         .await
     }
 
+    /// Header and mirror routes: edits every configured VirtualService with
+    /// `edit`, given where the route sends traffic.
+    async fn edit_canary_route<F>(&self, rollout: &Rollout, edit: F) -> Result<(), IstioError>
+    where
+        F: Fn(&mut Value, &VirtualServiceContext<'_>, &CanaryTarget) -> Result<bool, CoreError>,
+    {
+        let config = self.config(rollout)?;
+        let target = self.canary_target(&config).await?;
+        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| edit(doc, ctx, &target))
+            .await?;
+        Ok(())
+    }
+
     fn destination_rule_key(&self, config: &RouterConfig) -> Option<ObjectKey> {
         config
             .destination_rule
@@ -235,13 +248,10 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         rollout: &Rollout,
         route: &SetHeaderRoute,
     ) -> Result<(), IstioError> {
-        let config = self.config(rollout)?;
-        let target = self.canary_target(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
-            core::set_header_route(doc, ctx, route, &target)
+        self.edit_canary_route(rollout, |doc, ctx, target| {
+            core::set_header_route(doc, ctx, route, target)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn set_mirror_route(
@@ -249,13 +259,10 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         rollout: &Rollout,
         route: &SetMirrorRoute,
     ) -> Result<(), IstioError> {
-        let config = self.config(rollout)?;
-        let target = self.canary_target(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
-            core::set_mirror_route(doc, ctx, route, &target)
+        self.edit_canary_route(rollout, |doc, ctx, target| {
+            core::set_mirror_route(doc, ctx, route, target)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Verified when SetWeight with these arguments would change nothing.
