@@ -4,17 +4,17 @@
 //!
 //! `cargo bench --bench netrpc_calls`
 
-#[path = "../tests/support/netrpc_host.rs"]
-mod netrpc_host;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use istio_router::cluster::InMemoryCluster;
-use istio_router::router::IstioRouter;
+use istio_router::istio::IstioRouter;
 use istio_router::transport::netrpc::plugin::RpcError;
 use istio_router::transport::netrpc::serve_connection;
-use netrpc_host::{Host, set_weight_args, virtual_service};
+use support::netrpc_host::{Host, set_weight_args, virtual_service};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,15 +6,15 @@
 //!
 //! `cargo bench --bench plugin_process`
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[path = "../tests/support/netrpc_host.rs"]
-mod netrpc_host;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use apiserver::ApiServer;
-use netrpc_host::{Host, PluginConn, PluginProcess, ReplyBody, set_weight_args, virtual_service};
+use support::apiserver::ApiServer;
+use support::netrpc_host::{
+    Host, PluginConn, PluginProcess, ReplyBody, set_weight_args, virtual_service,
+};
 
 const ROLLOUTS: usize = 16;
 const CALLS: usize = 5000;

@@ -7,8 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use istio_router::cluster::{KubeCluster, KubeClusterOptions};
-use istio_router::config::DEFAULT_PLUGIN_NAME;
-use istio_router::router::IstioRouter;
+use istio_router::istio::{self, DEFAULT_PLUGIN_NAME, IstioRouter};
 use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{logging, process};
@@ -35,7 +34,7 @@ struct ServeArgs {
     #[arg(long, default_value = DEFAULT_PLUGIN_NAME)]
     plugin_name: String,
     /// The Istio networking API version to read and write.
-    #[arg(long, default_value = "v1alpha3", value_parser = ["v1alpha3", "v1beta1", "v1"])]
+    #[arg(long, default_value = istio::DEFAULT_API_VERSION, value_parser = istio::API_VERSIONS)]
     istio_api_version: String,
     /// trace, debug, info, warn or error (hclog JSON lines on stderr).
     #[arg(long, default_value = "info", value_parser = ["trace", "debug", "info", "warn", "error"])]
@@ -189,13 +188,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         );
         // The Kubernetes client is built at InitPlugin, off the handshake path.
         let cluster = KubeCluster::new(KubeClusterOptions {
-            istio_api_version: args.istio_api_version,
             qps: args.kube_qps,
             burst: args.kube_burst,
             request_timeout: Duration::from_secs(args.kube_timeout),
             kubeconfig: None,
         });
-        let router = Arc::new(IstioRouter::new(cluster, args.plugin_name));
+        let router = Arc::new(
+            IstioRouter::new(cluster, args.plugin_name)
+                .with_api_version(&args.istio_api_version)?,
+        );
         match args.protocol {
             Protocol::Netrpc => {
                 let ended = tokio::select! {

@@ -1,19 +1,20 @@
 //! `simulate`: plays a Rollout's canary from start to full promotion against
 //! an in-memory cluster, in the order the controller makes its calls
-//! (reference §12), and reports every call and every object it changed.
+//! (see "Call order" in docs/behaviour.md), and reports every call and
+//! every object it changed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
 use similar::TextDiff;
 
 use crate::cluster::InMemoryCluster;
-use crate::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
+use crate::istio::IstioRouter;
+use crate::istio::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
 use crate::model::{CanaryStep, Rollout};
-use crate::router::{IstioRouter, RouterError, TrafficRouter, Verification};
+use crate::router::{Call, Outcome, dispatch};
 
 /// The example `simulate` plays when no Rollout is given.
 pub const EMBEDDED_EXAMPLE: (&str, &str) = (
@@ -28,12 +29,11 @@ const DEFAULT_CANARY_HASH: &str = "7f9b6c5d8e";
 pub enum SimulateError {
     #[error("{file}: {message}")]
     Manifest { file: String, message: String },
-    #[error("{step}: {call} failed: {source}")]
+    #[error("{step}: {call} failed: {message}")]
     Call {
         step: String,
         call: &'static str,
-        #[source]
-        source: Box<RouterError>,
+        message: String,
     },
 }
 
@@ -45,21 +45,12 @@ pub struct Scenario {
     pub plugin_name: String,
 }
 
-/// One parsed manifest file: its name and its YAML documents as JSON.
+/// One manifest file's YAML documents as JSON.
 fn parse_documents(file: &str, text: &str) -> Result<Vec<Value>, SimulateError> {
-    let error = |message: String| SimulateError::Manifest {
+    crate::yaml::documents(text).map_err(|e| SimulateError::Manifest {
         file: file.to_string(),
-        message,
-    };
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(document)
-            .map_err(|e| error(format!("document {}: {e}", index + 1)))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
-    }
-    Ok(documents)
+        message: e.to_string(),
+    })
 }
 
 fn object_label(document: &Value) -> String {
@@ -268,6 +259,23 @@ fn describe(step: &CanaryStep) -> String {
     parts.join(", ")
 }
 
+/// How the report shows a call.
+fn describe_call(call: &Call) -> String {
+    match call {
+        Call::SetHeaderRoute { route, .. } => format!("SetHeaderRoute({})", route.name),
+        Call::SetMirrorRoute { route, .. } => format!("SetMirrorRoute({})", route.name),
+        Call::UpdateHash {
+            canary_hash,
+            stable_hash,
+            ..
+        } => format!("UpdateHash(canary={canary_hash}, stable={stable_hash})"),
+        Call::SetWeight { desired_weight, .. } | Call::VerifyWeight { desired_weight, .. } => {
+            format!("{}({desired_weight})", call.name())
+        }
+        _ => format!("{}()", call.name()),
+    }
+}
+
 /// Plays the scenario and returns the report.
 pub async fn run(scenario: &Scenario, output: Output) -> Result<String, SimulateError> {
     let cluster = InMemoryCluster::new();
@@ -293,69 +301,61 @@ pub async fn run(scenario: &Scenario, output: Output) -> Result<String, Simulate
         let before = router.cluster().snapshot();
         let writes_before = router.cluster().writes();
         let mut calls = Vec::new();
-        let fail = |call: &'static str| {
-            let step = phase.label.clone();
-            move |source| SimulateError::Call {
-                step,
-                call,
-                source: Box::new(source),
+        let step_calls = [
+            phase
+                .remove_managed_routes
+                .then(|| Call::RemoveManagedRoutes {
+                    rollout: rollout.clone(),
+                }),
+            phase
+                .step
+                .as_ref()
+                .and_then(|s| s.set_header_route.clone())
+                .map(|route| Call::SetHeaderRoute {
+                    rollout: rollout.clone(),
+                    route,
+                }),
+            phase
+                .step
+                .as_ref()
+                .and_then(|s| s.set_mirror_route.clone())
+                .map(|route| Call::SetMirrorRoute {
+                    rollout: rollout.clone(),
+                    route,
+                }),
+            Some(Call::UpdateHash {
+                rollout: rollout.clone(),
+                canary_hash: phase.canary_hash.clone(),
+                stable_hash: phase.stable_hash.clone(),
+                additional: Vec::new(),
+            }),
+            Some(Call::SetWeight {
+                rollout: rollout.clone(),
+                desired_weight: phase.weight,
+                additional: Vec::new(),
+            }),
+            Some(Call::VerifyWeight {
+                rollout: rollout.clone(),
+                desired_weight: phase.weight,
+                additional: Vec::new(),
+            }),
+        ];
+        for call in step_calls.into_iter().flatten() {
+            let label = describe_call(&call);
+            let name = call.name();
+            let outcome = dispatch(&router, call).await;
+            if !outcome.error().is_empty() {
+                return Err(SimulateError::Call {
+                    step: phase.label.clone(),
+                    call: name,
+                    message: outcome.error().to_string(),
+                });
             }
-        };
-        if phase.remove_managed_routes {
-            router
-                .remove_managed_routes(rollout)
-                .await
-                .map_err(fail("RemoveManagedRoutes"))?;
-            calls.push("RemoveManagedRoutes()".to_string());
+            calls.push(match outcome {
+                Outcome::Verified(Ok(verified)) => format!("{label} = {verified:?}"),
+                _ => label,
+            });
         }
-        if let Some(route) = phase
-            .step
-            .as_ref()
-            .and_then(|s| s.set_header_route.as_ref())
-        {
-            router
-                .set_header_route(rollout, route)
-                .await
-                .map_err(fail("SetHeaderRoute"))?;
-            calls.push(format!("SetHeaderRoute({})", route.name));
-        }
-        if let Some(route) = phase
-            .step
-            .as_ref()
-            .and_then(|s| s.set_mirror_route.as_ref())
-        {
-            router
-                .set_mirror_route(rollout, route)
-                .await
-                .map_err(fail("SetMirrorRoute"))?;
-            calls.push(format!("SetMirrorRoute({})", route.name));
-        }
-        router
-            .update_hash(rollout, &phase.canary_hash, &phase.stable_hash, &[])
-            .await
-            .map_err(fail("UpdateHash"))?;
-        calls.push(format!(
-            "UpdateHash(canary={}, stable={})",
-            phase.canary_hash, phase.stable_hash
-        ));
-        router
-            .set_weight(rollout, phase.weight, &[])
-            .await
-            .map_err(fail("SetWeight"))?;
-        calls.push(format!("SetWeight({})", phase.weight));
-        let verified = router
-            .verify_weight(rollout, phase.weight, &[])
-            .await
-            .map_err(fail("VerifyWeight"))?;
-        calls.push(format!(
-            "VerifyWeight({}) = {}",
-            phase.weight,
-            match verified {
-                Verification::Verified => "Verified",
-                Verification::NotVerified => "NotVerified",
-                Verification::NotImplemented => "NotImplemented",
-            }
-        ));
         if output == Output::Steps {
             let after = router.cluster().snapshot();
             let writes = router.cluster().writes() - writes_before;
@@ -392,7 +392,7 @@ fn without_server_fields(object: &Value) -> Value {
 }
 
 fn to_yaml(value: &Value) -> String {
-    serde_yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
+    crate::yaml::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))
 }
 
 /// A unified diff of every object that changed between two snapshots.

@@ -1,13 +1,12 @@
 //! The Kubernetes API stand-in, driven with plain HTTP requests.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
+mod support;
 
 use std::time::Duration;
 
-use apiserver::client::{next_event, request, send};
-use apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 use serde_json::{Value, json};
+use support::apiserver::client::{next_event, request, send};
+use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 
 const VS: &str = "/apis/networking.istio.io/v1alpha3/namespaces/ns/virtualservices";
 const MERGE: Option<&str> = Some("application/merge-patch+json");
@@ -368,7 +367,7 @@ async fn closed_and_expired_watches() {
 async fn faulted(
     server: &ApiServer,
     fault: Fault,
-) -> Result<apiserver::client::Answer, hyper::Error> {
+) -> Result<support::apiserver::client::Answer, hyper::Error> {
     server.inject(vec![fault]);
     request(&server.base_url(), "GET", &format!("{VS}/web"), None, None).await
 }

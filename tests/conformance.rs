@@ -22,8 +22,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use case::{CallName, Case};
+use case::Case;
 use istio_router::model::Rollout;
+use istio_router::router::Call;
 use session::Transport;
 
 fn transports() -> Vec<Box<dyn Transport>> {
@@ -136,26 +137,22 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
         .apply(&case.objects, &rollout.metadata.namespace)
         .await
         .map_err(|e| format!("objects: {e}"))?;
-    let init = case::Call {
-        call: CallName::InitPlugin,
-        ..serde_yaml::from_str("call: InitPlugin").map_err(|e| e.to_string())?
-    };
-    let outcome = session.plugin.call(&init, &rollout).await;
-    if !outcome.error.is_empty() {
-        return Err(format!("InitPlugin failed: {}", outcome.error));
+    let reply = session.plugin.call(Call::InitPlugin).await;
+    if !reply.error.is_empty() {
+        return Err(format!("InitPlugin failed: {}", reply.error));
     }
-    for (index, call) in case.calls.iter().enumerate() {
-        let at = format!("call {} ({:?})", index + 1, call.call);
-        if let Some(value) = &call.rollout {
+    for (index, step) in case.calls.iter().enumerate() {
+        let at = format!("call {} ({:?})", index + 1, step.call);
+        if let Some(value) = &step.rollout {
             rollout = parse_rollout(value).map_err(|e| format!("{at}: rollout: {e}"))?;
         }
         let namespace = rollout.metadata.namespace.clone();
         session
             .cluster
-            .apply(&call.apply, &namespace)
+            .apply(&step.apply, &namespace)
             .await
             .map_err(|e| format!("{at}: apply: {e}"))?;
-        for gone in &call.delete {
+        for gone in &step.delete {
             let ns = gone.namespace.as_deref().unwrap_or(&namespace);
             session
                 .cluster
@@ -163,14 +160,17 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
                 .await
                 .map_err(|e| format!("{at}: delete: {e}"))?;
         }
-        session.cluster.inject(&call.faults);
+        session.cluster.inject(&step.faults);
         let writes_before = session.cluster.writes();
-        let outcome = session.plugin.call(call, &rollout).await;
+        let reply = session
+            .plugin
+            .call(step.to_call(&rollout).map_err(|e| format!("{at}: {e}"))?)
+            .await;
         session.cluster.clear_faults();
         let writes = session.cluster.writes() - writes_before;
         let problems = expect::check(
-            &call.expect,
-            &outcome,
+            &step.expect,
+            &reply,
             writes,
             session.cluster.as_ref(),
             &namespace,

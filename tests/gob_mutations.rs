@@ -2,19 +2,14 @@
 //! changed, cut short, garbage inserted), through the server's decoding
 //! path: every outcome is a value or an error, never a panic.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{RequestStream, split_message};
 use proptest::prelude::*;
 
 fn recorded_stream() -> Vec<u8> {
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/fixtures/real-controller/host/wire"))
-        .find(|dir| dir.is_dir())
-        .expect("shared/fixtures/real-controller next to the crate");
+    let dir = support::netrpc_host::fixtures().join("host/wire");
     std::fs::read(dir.join("plugin-stream.c2s.gob")).expect("recorded stream")
 }
 

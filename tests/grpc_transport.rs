@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
-use istio_router::router::IstioRouter;
+use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey};
+use istio_router::istio::IstioRouter;
+use istio_router::model::ReplicaSetInfo;
 use istio_router::transport::grpc::proto::health::HealthCheckRequest;
 use istio_router::transport::grpc::proto::health::health_check_response::ServingStatus;
 use istio_router::transport::grpc::proto::health::health_client::HealthClient;

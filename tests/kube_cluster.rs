@@ -1,18 +1,16 @@
 //! `KubeCluster` against the HTTP API stand-in, through a kubeconfig file.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use apiserver::{ApiServer, Fault, FaultKind, FaultOn};
-use istio_router::cluster::{
-    Cluster, ClusterError, IstioKind, KubeCluster, KubeClusterOptions, ObjectKey,
-};
+use istio_router::cluster::{Cluster, ClusterError, KubeCluster, KubeClusterOptions, ObjectKey};
+use istio_router::istio::{self, IstioRouter};
 use istio_router::model::Rollout;
-use istio_router::router::{IstioRouter, TrafficRouter, Verification};
+use istio_router::router::{TrafficRouter, Verification};
 use serde_json::{Value, json};
+use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 
 struct Setup {
     server: ApiServer,
@@ -80,7 +78,11 @@ fn vs(name: &str, weight: i64) -> Value {
 }
 
 fn key(name: &str) -> ObjectKey {
-    ObjectKey::new(IstioKind::VirtualService, "ns", name)
+    ObjectKey::new(
+        istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
+        "ns",
+        name,
+    )
 }
 
 fn rv(object: &Value) -> u64 {
@@ -110,20 +112,14 @@ async fn get_reads_objects_and_reports_missing_ones() {
 }
 
 #[tokio::test]
-async fn the_configured_istio_version_is_used() {
-    let s = setup(
-        vec![vs("web", 0)],
-        KubeClusterOptions {
-            istio_api_version: "v1".to_string(),
-            ..options()
-        },
-    )
-    .await;
-    let object = s.cluster.get_fresh(&key("web")).await.unwrap();
+async fn the_version_of_the_key_is_used() {
+    let s = setup(vec![vs("web", 0)], options()).await;
+    let key = ObjectKey::new(istio::virtual_service("v1").expect("v1"), "ns", "web");
+    let object = s.cluster.get_fresh(&key).await.unwrap();
     assert_eq!(object["apiVersion"], "networking.istio.io/v1");
     let stored = s
         .cluster
-        .replace(&key("web"), with_weight(object, 7))
+        .replace(&key, with_weight(object, 7))
         .await
         .unwrap();
     assert_eq!(stored["apiVersion"], "networking.istio.io/v1");

@@ -7,12 +7,12 @@ mod support;
 use std::time::Duration;
 
 use istio_router::model::{Rollout, WeightDestination};
-use istio_router::router::Verification;
-use istio_router::transport::netrpc::calls::{Call, decode_call};
+use istio_router::router::{Call, Verification};
+use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{RequestStream, split_message};
 use serde_json::json;
 use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
-use support::mock_controller::{MockController, PluginCall};
+use support::mock_controller::{self, MockController};
 use support::netrpc_host::{encode_request, virtual_service};
 
 const NAMESPACE: &str = "default";
@@ -85,11 +85,11 @@ fn weights(server: &ApiServer) -> (i64, i64) {
     )
 }
 
-fn set_weight(rollout: &Rollout, weight: i32) -> PluginCall<'_> {
-    PluginCall::SetWeight {
-        rollout,
+fn set_weight(rollout: &Rollout, weight: i32) -> Call {
+    Call::SetWeight {
+        rollout: rollout.clone(),
         desired_weight: weight,
-        additional: &[],
+        additional: Vec::new(),
     }
 }
 
@@ -109,7 +109,7 @@ async fn a_plugin_killed_mid_call_is_relaunched_and_the_next_calls_land() {
     let (server, _dir, mut controller) = start().await;
     let rollout = rollout();
 
-    let reply = controller.call(set_weight(&rollout, 20)).await;
+    let reply = controller.call(&set_weight(&rollout, 20)).await;
     assert_eq!(reply.error, "");
     assert_eq!(weights(&server), (80, 20));
 
@@ -117,7 +117,8 @@ async fn a_plugin_killed_mid_call_is_relaunched_and_the_next_calls_land() {
     server.inject(vec![Fault::new(FaultOn::Write, FaultKind::Timeout, 1)]);
     let pid = controller.pid().expect("a running plugin");
     let before = server.writes();
-    let (in_flight, ()) = tokio::join!(controller.call(set_weight(&rollout, 25)), async {
+    let held = set_weight(&rollout, 25);
+    let (in_flight, ()) = tokio::join!(controller.call(&held), async {
         writes_above(&server, before).await;
         let pid = i32::try_from(pid).expect("a pid fits in pid_t");
         // SAFETY: plain kill(2) on the child this test launched.
@@ -131,17 +132,17 @@ async fn a_plugin_killed_mid_call_is_relaunched_and_the_next_calls_land() {
     assert_eq!(controller.restarts(), 0, "no relaunch before the next call");
     assert_eq!(weights(&server), (80, 20), "the held write never landed");
 
-    let reply = controller.call(set_weight(&rollout, 30)).await;
+    let reply = controller.call(&set_weight(&rollout, 30)).await;
     assert_eq!(reply.error, "");
     assert_eq!(controller.restarts(), 1, "the dead plugin was relaunched");
     assert_ne!(controller.pid(), Some(pid), "a new process");
     assert_eq!(weights(&server), (70, 30));
 
     let reply = controller
-        .call(PluginCall::VerifyWeight {
-            rollout: &rollout,
+        .call(&Call::VerifyWeight {
+            rollout: rollout.clone(),
             desired_weight: 30,
-            additional: &[],
+            additional: Vec::new(),
         })
         .await;
     assert_eq!(reply.error, "");
@@ -157,18 +158,20 @@ async fn the_controller_pings_before_every_call_and_the_plugin_answers_each() {
     assert_eq!(controller.pings(), 1, "argo pings once after InitPlugin");
 
     let calls = [
-        PluginCall::Type,
+        Call::Type,
         set_weight(&rollout, 10),
-        PluginCall::VerifyWeight {
-            rollout: &rollout,
+        Call::VerifyWeight {
+            rollout: rollout.clone(),
             desired_weight: 10,
-            additional: &[],
+            additional: Vec::new(),
         },
-        PluginCall::GetWeightUpdateDeadline { rollout: &rollout },
+        Call::GetWeightUpdateDeadline {
+            rollout: rollout.clone(),
+        },
         set_weight(&rollout, 0),
     ];
     for (index, call) in calls.iter().enumerate() {
-        let reply = controller.call(*call).await;
+        let reply = controller.call(call).await;
         assert_eq!(reply.error, "", "{call:?}");
         assert_eq!(
             controller.pings(),
@@ -246,8 +249,8 @@ fn full_rollout() -> Rollout {
 }
 
 /// What the plugin's decoder makes of the bytes the mock controller sends.
-fn decoded_by_the_plugin(method: &str, call: PluginCall<'_>) -> Call {
-    let argument = call.argument().expect("the call encodes");
+fn decoded_by_the_plugin(method: &str, call: &Call) -> Call {
+    let argument = mock_controller::argument(call).expect("the call encodes");
     let bytes = encode_request(&mut gobwire::Encoder::new(), method, 0, &argument)
         .expect("the request encodes");
     let mut stream = RequestStream::new();
@@ -276,88 +279,50 @@ fn every_model_field_reaches_the_plugin_through_the_go_types() {
     let steps = &rollout.canary().expect("canary").steps;
     let header = steps[5].set_header_route.clone().expect("a header route");
     let mirror = steps[6].set_mirror_route.clone().expect("a mirror route");
-    let cases = [
-        (PluginCall::InitPlugin, Call::InitPlugin),
-        (PluginCall::Type, Call::Type),
-        (
-            PluginCall::UpdateHash {
-                rollout: &rollout,
-                canary_hash: "7c8b",
-                stable_hash: "5f6d",
-                additional: &additional,
-            },
-            Call::UpdateHash {
-                rollout: rollout.clone(),
-                canary_hash: "7c8b".into(),
-                stable_hash: "5f6d".into(),
-                additional: additional.to_vec(),
-            },
-        ),
-        (
-            PluginCall::SetWeight {
-                rollout: &rollout,
-                desired_weight: 20,
-                additional: &additional,
-            },
-            Call::SetWeight {
-                rollout: rollout.clone(),
-                desired_weight: 20,
-                additional: additional.to_vec(),
-            },
-        ),
-        (
-            PluginCall::VerifyWeight {
-                rollout: &rollout,
-                desired_weight: 20,
-                additional: &additional,
-            },
-            Call::VerifyWeight {
-                rollout: rollout.clone(),
-                desired_weight: 20,
-                additional: additional.to_vec(),
-            },
-        ),
-        (
-            PluginCall::SetHeaderRoute {
-                rollout: &rollout,
-                route: &header,
-            },
-            Call::SetHeaderRoute {
-                rollout: rollout.clone(),
-                route: header.clone(),
-            },
-        ),
-        (
-            PluginCall::SetMirrorRoute {
-                rollout: &rollout,
-                route: &mirror,
-            },
-            Call::SetMirrorRoute {
-                rollout: rollout.clone(),
-                route: mirror.clone(),
-            },
-        ),
-        (
-            PluginCall::RemoveManagedRoutes { rollout: &rollout },
-            Call::RemoveManagedRoutes {
-                rollout: rollout.clone(),
-            },
-        ),
-        (
-            PluginCall::GetWeightUpdateDeadline { rollout: &rollout },
-            Call::GetWeightUpdateDeadline {
-                rollout: rollout.clone(),
-            },
-        ),
-        (
-            PluginCall::ClearWeightUpdateDeadline { rollout: &rollout },
-            Call::ClearWeightUpdateDeadline {
-                rollout: rollout.clone(),
-            },
-        ),
+    let calls = [
+        Call::InitPlugin,
+        Call::Type,
+        Call::UpdateHash {
+            rollout: rollout.clone(),
+            canary_hash: "7c8b".into(),
+            stable_hash: "5f6d".into(),
+            additional: additional.to_vec(),
+        },
+        Call::SetWeight {
+            rollout: rollout.clone(),
+            desired_weight: 20,
+            additional: additional.to_vec(),
+        },
+        Call::VerifyWeight {
+            rollout: rollout.clone(),
+            desired_weight: 20,
+            additional: additional.to_vec(),
+        },
+        Call::SetHeaderRoute {
+            rollout: rollout.clone(),
+            route: header,
+        },
+        Call::SetMirrorRoute {
+            rollout: rollout.clone(),
+            route: mirror,
+        },
+        Call::RemoveManagedRoutes {
+            rollout: rollout.clone(),
+        },
+        Call::GetWeightUpdateDeadline {
+            rollout: rollout.clone(),
+        },
+        Call::ClearWeightUpdateDeadline {
+            rollout: rollout.clone(),
+        },
     ];
-    for (call, expected) in cases {
-        let method = format!("Plugin.{}", call.method());
-        assert_eq!(decoded_by_the_plugin(&method, call), expected, "{method}");
+    assert_eq!(
+        calls.iter().map(Call::name).collect::<Vec<_>>(),
+        Call::NAMES,
+        "every call is checked"
+    );
+    for call in calls {
+        let method = format!("Plugin.{}", call.name());
+        assert_eq!(decoded_by_the_plugin(&method, &call), call, "{method}");
     }
 }

@@ -372,7 +372,12 @@ async fn bad_requests_get_error_responses_and_serving_continues() {
     // Unknown method (its nil-interface body is skipped correctly).
     conn.call("Plugin.Nope", seq, None).await;
     let reply = conn.reply().await;
-    assert_eq!(reply.error, "rpc: can't find method Plugin.Nope");
+    assert_eq!(
+        reply.error,
+        "rpc: can't find method Plugin.Nope (service Plugin has InitPlugin, Type, UpdateHash, \
+         SetWeight, VerifyWeight, SetHeaderRoute, SetMirrorRoute, RemoveManagedRoutes, \
+         GetWeightUpdateDeadline, ClearWeightUpdateDeadline)"
+    );
     assert_eq!((reply.seq, reply.body), (seq, ReplyBody::Empty));
     next_is_served(&mut conn, &mut seq).await;
 

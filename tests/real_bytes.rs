@@ -1,28 +1,18 @@
 //! The bytes the real Argo Rollouts controller sent (and a Go plugin
 //! answered), through the same decoding path the server uses.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::time::Instant;
 
 use gobwire::{Decode, Decoder, Progress};
 use istio_router::model::{Rollout, WeightDestination, from_value};
-use istio_router::transport::netrpc::calls::{Call, decode_call};
+use istio_router::router::Call;
+use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{Body, RawRequest, RequestStream, split_message};
-use istio_router::transport::netrpc::plugin::{
-    Reply, RpcError, VerifyWeightResponse, encode_response,
-};
+use istio_router::transport::netrpc::plugin::{Reply, encode_response};
 use serde_json::Value;
-
-/// `../shared/fixtures/real-controller` next to the crate (CI), or next to
-/// an ancestor (a git worktree one level deeper).
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/fixtures/real-controller"))
-        .find(|dir| dir.is_dir())
-        .expect("shared/fixtures/real-controller next to the crate")
-}
+use support::netrpc_host::{ReplyBody, fixtures};
 
 const SCENARIOS: [&str; 2] = ["host", "subset"];
 
@@ -255,15 +245,6 @@ fn a_registered_name_that_does_not_fit_the_method_is_an_error() {
     assert!(text.contains("SetWeightAndVerifyWeightArgs"), "{text}");
 }
 
-/// A decoded reply body.
-#[derive(Debug, Clone, PartialEq)]
-enum ReplyBody {
-    Empty,
-    Str(String),
-    Verify(VerifyWeightResponse),
-    Error(RpcError),
-}
-
 /// Decodes one response stream (header and body pairs) with a Go-like
 /// decoder, the body as the method's reply type.
 fn decode_responses(bytes: &[u8]) -> Vec<(go_netrpc::Response, ReplyBody)> {
@@ -314,6 +295,7 @@ fn our_responses_decode_like_the_go_plugin_responses() {
                 ReplyBody::Str(s) => Ok(Reply::Type(s.clone())),
                 ReplyBody::Verify(v) => Ok(Reply::Verify(v.clone())),
                 ReplyBody::Error(e) => Ok(Reply::Error(e.clone())),
+                ReplyBody::Deadline(d) => Ok(Reply::Deadline(d.clone())),
             };
             ours.extend(
                 encode_response(&mut enc, &header.service_method, header.seq, &reply).unwrap(),

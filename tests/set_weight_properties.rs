@@ -12,8 +12,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use istio_router::cluster::InMemoryCluster;
+use istio_router::istio::IstioRouter;
 use istio_router::model::{Rollout, WeightDestination};
-use istio_router::router::{IstioRouter, TrafficRouter, Verification};
+use istio_router::router::{TrafficRouter, Verification};
 
 const CANARY: &str = "canary-svc";
 const STABLE: &str = "stable-svc";

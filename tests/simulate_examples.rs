@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 fn simulate(args: &[&str]) -> Output {
@@ -40,9 +39,7 @@ fn final_objects(example: &Path) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("utf-8 output");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("valid YAML document"))
-        .collect()
+    istio_router::yaml::documents(&text).expect("valid YAML documents")
 }
 
 fn all_weights(object: &Value) -> Vec<i64> {

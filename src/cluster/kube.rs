@@ -2,7 +2,8 @@
 //!
 //! Reads are served from a watch cache per (kind, namespace), started on the
 //! first touch, so that a reconcile with nothing to change costs no API
-//! request. Writes are PUTs carrying the resourceVersion they were based on;
+//! request. Reads from the server and writes are raw requests, so objects
+//! stay JSON end to end. Writes are PUTs carrying the resourceVersion they were based on;
 //! their results are written through to the cache. Every request waits for a
 //! token (QPS / burst) and is bounded by the request timeout.
 
@@ -12,9 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use ::kube::Resource as _;
 use ::kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams, WatchEvent,
-    WatchParams,
+    Api, ApiResource, DynamicObject, GetParams, GroupVersionKind, ListParams, PostParams,
+    WatchEvent, WatchParams,
 };
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
@@ -23,9 +25,9 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Instant;
 
-use super::{Cluster, ClusterError, IstioKind, ObjectKey, ReplicaSetInfo};
+use super::{Cluster, ClusterError, ObjectKey, Resource};
+use crate::model::ReplicaSetInfo;
 
-const ISTIO_GROUP: &str = "networking.istio.io";
 /// The `User-Agent` of every request the plugin sends.
 const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
 /// Server-side bound of one watch request; below kube-rs' read timeout.
@@ -37,8 +39,6 @@ const MAX_WATCH_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubeClusterOptions {
-    /// The `networking.istio.io` version to read and write.
-    pub istio_api_version: String,
     /// Sustained requests per second; 0 or less: unlimited.
     pub qps: f32,
     /// Requests allowed at once above the sustained rate.
@@ -53,7 +53,6 @@ pub struct KubeClusterOptions {
 impl Default for KubeClusterOptions {
     fn default() -> Self {
         KubeClusterOptions {
-            istio_api_version: "v1alpha3".to_string(),
             qps: 20.0,
             burst: 40,
             request_timeout: Duration::from_secs(10),
@@ -67,7 +66,7 @@ pub struct KubeCluster {
     options: KubeClusterOptions,
     client: OnceCell<Client>,
     limiter: Arc<TokenBucket>,
-    caches: Mutex<HashMap<(IstioKind, String), Arc<WatchCache>>>,
+    caches: Mutex<HashMap<(&'static Resource, String), Arc<WatchCache>>>,
 }
 
 impl KubeCluster {
@@ -122,16 +121,13 @@ impl KubeCluster {
         ));
         let client = Client::try_from(config)
             .map_err(|e| failed(format!("cannot build the Kubernetes client: {e}")))?;
-        tracing::info!(
-            istio_api_version = %self.options.istio_api_version,
-            "Kubernetes client ready"
-        );
+        tracing::info!("Kubernetes client ready");
         Ok(client)
     }
 
-    fn istio_api(&self, client: &Client, kind: IstioKind, namespace: &str) -> Api<DynamicObject> {
-        let gvk = GroupVersionKind::gvk(ISTIO_GROUP, &self.options.istio_api_version, kind.kind());
-        let resource = ApiResource::from_gvk_with_plural(&gvk, kind.resource());
+    fn api(&self, client: &Client, resource: &Resource, namespace: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk(resource.group, resource.version, resource.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, resource.plural);
         Api::namespaced_with(client.clone(), namespace, &resource)
     }
 
@@ -157,27 +153,59 @@ impl KubeCluster {
     }
 
     async fn get_from_server(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
-        let api = self.istio_api(self.client().await?, key.kind, &key.namespace);
-        let object = self
-            .request(|| format!("get {key}"), Some(key), api.get(&key.name))
+        let operation = || format!("get {key}");
+        let request = self
+            .raw_request(key)
+            .get(&key.name, &GetParams::default())
+            .map_err(|e| rejected(operation(), e))?;
+        self.send_raw(operation, key, request, "get").await
+    }
+
+    /// Requests about `key`'s kind in its namespace. Reads and writes go as
+    /// raw requests: the object stays JSON from the wire to the core and
+    /// back, with no typed object in between.
+    fn raw_request(&self, key: &ObjectKey) -> ::kube::core::Request {
+        let gvk =
+            GroupVersionKind::gvk(key.resource.group, key.resource.version, key.resource.kind);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, key.resource.plural);
+        ::kube::core::Request::new(DynamicObject::url_path(&resource, Some(&key.namespace)))
+    }
+
+    async fn send_raw(
+        &self,
+        operation: impl Fn() -> String,
+        key: &ObjectKey,
+        mut request: http::Request<Vec<u8>>,
+        verb: &'static str,
+    ) -> Result<Value, ClusterError> {
+        request.extensions_mut().insert(verb);
+        let client = self.client().await?;
+        let mut object: Value = self
+            .request(&operation, Some(key), client.request(request))
             .await?;
-        to_value(&object, || format!("get {key}"))
+        drop_managed_fields(&mut object);
+        Ok(object)
     }
 
     /// The watch cache of (kind, namespace), started on first use.
-    fn cache(&self, client: &Client, kind: IstioKind, namespace: &str) -> Arc<WatchCache> {
+    fn cache(
+        &self,
+        client: &Client,
+        resource: &'static Resource,
+        namespace: &str,
+    ) -> Arc<WatchCache> {
         let mut caches = lock(&self.caches);
-        if let Some(cache) = caches.get(&(kind, namespace.to_string())) {
+        if let Some(cache) = caches.get(&(resource, namespace.to_string())) {
             return cache.clone();
         }
         let cache = Arc::new(WatchCache::new());
-        caches.insert((kind, namespace.to_string()), cache.clone());
+        caches.insert((resource, namespace.to_string()), cache.clone());
         let watcher = Watcher {
             cache: Arc::downgrade(&cache),
-            api: self.istio_api(client, kind, namespace),
+            api: self.api(client, resource, namespace),
             limiter: self.limiter.clone(),
             timeout: self.options.request_timeout,
-            label: format!("{} in namespace {namespace}", kind.resource()),
+            label: format!("{} in namespace {namespace}", resource.plural),
         };
         tokio::spawn(watcher.run());
         cache
@@ -185,7 +213,7 @@ impl KubeCluster {
 
     fn existing_cache(&self, key: &ObjectKey) -> Option<Arc<WatchCache>> {
         lock(&self.caches)
-            .get(&(key.kind, key.namespace.clone()))
+            .get(&(key.resource, key.namespace.clone()))
             .cloned()
     }
 }
@@ -197,7 +225,7 @@ impl Cluster for KubeCluster {
 
     async fn get(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
         let client = self.client().await?;
-        let cache = self.cache(client, key.kind, &key.namespace);
+        let cache = self.cache(client, key.resource, &key.namespace);
         if cache.wait_initial_sync(self.options.request_timeout).await
             && let Some(object) = cache.get(&key.name)
         {
@@ -219,20 +247,12 @@ impl Cluster for KubeCluster {
 
     async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
         let operation = || format!("replace {key}");
-        let object: DynamicObject =
-            serde_json::from_value(object).map_err(|e| ClusterError::Rejected {
-                operation: operation(),
-                message: format!("not a Kubernetes object: {e}"),
-            })?;
-        let api = self.istio_api(self.client().await?, key.kind, &key.namespace);
-        let stored = self
-            .request(
-                operation,
-                Some(key),
-                api.replace(&key.name, &PostParams::default(), &object),
-            )
-            .await?;
-        let stored = to_value(&stored, operation)?;
+        let body = serde_json::to_vec(&object).map_err(|e| rejected(operation(), e))?;
+        let request = self
+            .raw_request(key)
+            .replace(&key.name, &PostParams::default(), body)
+            .map_err(|e| rejected(operation(), e))?;
+        let stored = self.send_raw(operation, key, request, "replace").await?;
         if let Some(cache) = self.existing_cache(key) {
             cache.store_if_newer(stored.clone());
         }
@@ -276,15 +296,28 @@ fn to_value(object: &DynamicObject, operation: impl Fn() -> String) -> Result<Va
     })
 }
 
-/// The object as JSON, without `metadata.managedFields`: they are often the
-/// bulk of an object, the plugin never reads them, and an update that omits
-/// them leaves them unchanged on the server.
+/// The object as JSON, without `metadata.managedFields`.
 fn json_of(object: &DynamicObject) -> Result<Value, serde_json::Error> {
     let mut value = serde_json::to_value(object)?;
-    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+    drop_managed_fields(&mut value);
+    Ok(value)
+}
+
+/// Removes `metadata.managedFields`: they are often the bulk of an object,
+/// the plugin never reads them, and an update that omits them leaves them
+/// unchanged on the server.
+fn drop_managed_fields(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
-    Ok(value)
+}
+
+/// A request that could not even be built or encoded.
+fn rejected(operation: String, error: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Rejected {
+        operation,
+        message: error.to_string(),
+    }
 }
 
 /// 404 → NotFound, 409 → Conflict, 5xx / 429 / transport → Transient, other

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use super::{Cluster, ClusterError, ObjectKey, ReplicaSetInfo};
+use super::{Cluster, ClusterError, ObjectKey};
+use crate::model::ReplicaSetInfo;
 
 /// `(kind, namespace, name)` of any stored object.
 pub type StoredKey = (String, String, String);
@@ -109,7 +110,7 @@ impl InMemoryCluster {
 
     fn stored_key(key: &ObjectKey) -> StoredKey {
         (
-            key.kind.kind().to_string(),
+            key.resource.kind.to_string(),
             key.namespace.clone(),
             key.name.clone(),
         )
@@ -174,10 +175,14 @@ impl Cluster for InMemoryCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::IstioKind;
+    use crate::istio;
 
     fn vs_key() -> ObjectKey {
-        ObjectKey::new(IstioKind::VirtualService, "default", "vs")
+        ObjectKey::new(
+            istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
+            "default",
+            "vs",
+        )
     }
 
     #[tokio::test]

@@ -1,4 +1,6 @@
 //! The cluster port: what the router needs from Kubernetes, and nothing more.
+//! Objects are named by API group, version and kind ([`Resource`]); the
+//! port knows no mesh.
 //!
 //! Objects travel as untyped JSON so that every field the plugin does not own
 //! (unknown ones included) survives a read-modify-write unchanged.
@@ -14,42 +16,46 @@ use serde_json::Value;
 pub use kube::{KubeCluster, KubeClusterOptions};
 pub use memory::InMemoryCluster;
 
-/// The Istio kinds the plugin edits.
+use crate::model::ReplicaSetInfo;
+
+/// A type of object as the API server serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IstioKind {
-    VirtualService,
-    DestinationRule,
+pub struct Resource {
+    /// The API group; empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The plural resource name in the URL path.
+    pub plural: &'static str,
 }
 
-impl IstioKind {
-    pub fn kind(self) -> &'static str {
-        match self {
-            IstioKind::VirtualService => "VirtualService",
-            IstioKind::DestinationRule => "DestinationRule",
-        }
-    }
-
-    /// The plural resource name, as the API server spells it.
-    pub fn resource(self) -> &'static str {
-        match self {
-            IstioKind::VirtualService => "virtualservices",
-            IstioKind::DestinationRule => "destinationrules",
+impl Resource {
+    /// `group/version`, or `version` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
         }
     }
 }
 
-/// One VirtualService or DestinationRule.
+/// One object: its type, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
-    pub kind: IstioKind,
+    pub resource: &'static Resource,
     pub namespace: String,
     pub name: String,
 }
 
 impl ObjectKey {
-    pub fn new(kind: IstioKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(
+        resource: &'static Resource,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
         ObjectKey {
-            kind,
+            resource,
             namespace: namespace.into(),
             name: name.into(),
         }
@@ -58,13 +64,13 @@ impl ObjectKey {
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind.kind(), self.namespace, self.name)
+        write!(f, "{} {}/{}", self.resource.kind, self.namespace, self.name)
     }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ClusterError {
-    #[error("{}.networking.istio.io \"{}\" not found in namespace {}", .0.kind.resource(), .0.name, .0.namespace)]
+    #[error("{}.{} \"{}\" not found in namespace {}", .0.resource.plural, .0.resource.group, .0.name, .0.namespace)]
     NotFound(ObjectKey),
     #[error("{key} was changed by someone else (conflict): {message}")]
     Conflict { key: ObjectKey, message: String },
@@ -82,52 +88,6 @@ impl ClusterError {
             self,
             ClusterError::Conflict { .. } | ClusterError::Transient { .. }
         )
-    }
-}
-
-/// A ReplicaSet as far as the DestinationRule delay check needs it (§6.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaSetInfo {
-    pub name: String,
-    pub pod_template_hash: String,
-    pub spec_replicas: Option<i32>,
-    pub available_replicas: i32,
-}
-
-impl ReplicaSetInfo {
-    /// Reads the fields the delay check needs from an `apps/v1` ReplicaSet.
-    pub fn from_object(object: &Value) -> Self {
-        let text = |pointer: &str| {
-            object
-                .pointer(pointer)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let int = |pointer: &str| {
-            object
-                .pointer(pointer)
-                .and_then(Value::as_i64)
-                .map(|n| n.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
-        };
-        ReplicaSetInfo {
-            name: text("/metadata/name"),
-            pod_template_hash: text("/metadata/labels/rollouts-pod-template-hash"),
-            spec_replicas: int("/spec/replicas"),
-            available_replicas: int("/status/availableReplicas").unwrap_or(0),
-        }
-    }
-
-    pub fn is_owned_by(object: &Value, rollout_name: &str) -> bool {
-        object
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .is_some_and(|owners| {
-                owners.iter().any(|o| {
-                    o.get("kind").and_then(Value::as_str) == Some("Rollout")
-                        && o.get("name").and_then(Value::as_str) == Some(rollout_name)
-                })
-            })
     }
 }
 

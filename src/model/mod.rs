@@ -2,11 +2,13 @@
 //! arguments, deserialised from Kubernetes JSON/YAML.
 
 mod args;
+mod replica_set;
 mod rollout;
 
 pub use args::{
     HeaderRoutingMatch, RouteMatch, SetHeaderRoute, SetMirrorRoute, StringMatch, WeightDestination,
 };
+pub use replica_set::ReplicaSetInfo;
 pub use rollout::{
     CanaryStatus, CanaryStep, CanaryStrategy, ManagedRoute, ObjectMeta, PingPong, Rollout,
     RolloutSpec, RolloutStatus, RolloutStrategy, TrafficRouting, TrafficWeights,

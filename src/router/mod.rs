@@ -1,19 +1,15 @@
 //! The router interface: every call the controller makes, independent of
-//! the wire that carries it. Transports (net/rpc, gRPC, in-process) decode
-//! their arguments, call a [`TrafficRouter`] and encode the result.
+//! the wire that carries it. Transports (net/rpc, gRPC) decode their bytes
+//! into a [`Call`], [`dispatch`] it to a [`TrafficRouter`] and encode the
+//! [`Outcome`].
 
-mod edit;
-mod istio;
+mod call;
 
 use std::future::Future;
 use std::time::SystemTime;
 
-pub use edit::RetryPolicy;
-pub use istio::IstioRouter;
+pub use call::{Call, Outcome, dispatch};
 
-use crate::cluster::ClusterError;
-use crate::config::ConfigError;
-use crate::core::CoreError;
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 
 /// The answer to VerifyWeight, with the wire values of `RpcVerified`.
@@ -34,27 +30,13 @@ impl Verification {
     }
 }
 
-/// Why a call failed; its `Display` is the `RpcError.ErrorString` the
-/// controller shows to the user.
-#[derive(Debug, thiserror::Error)]
-pub enum RouterError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Core(#[from] CoreError),
-    #[error("{context}: {source}")]
-    Cluster {
-        context: String,
-        #[source]
-        source: ClusterError,
-    },
-    #[error("{0}")]
-    Init(String),
-}
-
 /// Every call of `RpcTrafficRoutingReconciler`, plus InitPlugin.
 pub trait TrafficRouter: Send + Sync {
-    fn init_plugin(&self) -> impl Future<Output = Result<(), RouterError>> + Send;
+    /// Why a call failed; its `Display` is the text the controller shows
+    /// the user (`RpcError.ErrorString`).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn init_plugin(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The router type the controller logs (`Type()`).
     fn router_type(&self) -> &'static str;
@@ -65,48 +47,48 @@ pub trait TrafficRouter: Send + Sync {
         canary_hash: &str,
         stable_hash: &str,
         additional: &[WeightDestination],
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     fn set_weight(
         &self,
         rollout: &Rollout,
         desired_weight: i32,
         additional: &[WeightDestination],
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     fn set_header_route(
         &self,
         rollout: &Rollout,
         route: &SetHeaderRoute,
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     fn set_mirror_route(
         &self,
         rollout: &Rollout,
         route: &SetMirrorRoute,
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     fn verify_weight(
         &self,
         rollout: &Rollout,
         desired_weight: i32,
         additional: &[WeightDestination],
-    ) -> impl Future<Output = Result<Verification, RouterError>> + Send;
+    ) -> impl Future<Output = Result<Verification, Self::Error>> + Send;
 
     fn remove_managed_routes(
         &self,
         rollout: &Rollout,
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Newer controllers delay weight changes after a hash change; this
-    /// router never asks for a delay (D8).
+    /// Newer controllers delay weight changes after a hash change; `None`
+    /// asks for no delay.
     fn get_weight_update_deadline(
         &self,
         rollout: &Rollout,
-    ) -> impl Future<Output = Result<Option<SystemTime>, RouterError>> + Send;
+    ) -> impl Future<Output = Result<Option<SystemTime>, Self::Error>> + Send;
 
     fn clear_weight_update_deadline(
         &self,
         rollout: &Rollout,
-    ) -> impl Future<Output = Result<(), RouterError>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use istio_router::model::{SetHeaderRoute, SetMirrorRoute, WeightDestination};
+use istio_router::istio;
+use istio_router::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
+use istio_router::router::Call;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -21,7 +23,7 @@ pub struct Case {
     #[serde(default)]
     pub objects: Vec<Value>,
     pub rollout: Value,
-    pub calls: Vec<Call>,
+    pub calls: Vec<Step>,
     pub transports: Option<Vec<String>>,
 }
 
@@ -33,10 +35,12 @@ fn default_istio_api_version() -> String {
     "v1alpha3".into()
 }
 
+/// One entry of `calls`: the arrangement, the call, the expectation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Call {
-    pub call: CallName,
+pub struct Step {
+    /// One of [`Call::NAMES`].
+    pub call: String,
     #[serde(default)]
     pub weight: i32,
     #[serde(default)]
@@ -58,18 +62,50 @@ pub struct Call {
     pub expect: Expect,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum CallName {
-    InitPlugin,
-    Type,
-    UpdateHash,
-    SetWeight,
-    SetHeaderRoute,
-    SetMirrorRoute,
-    VerifyWeight,
-    RemoveManagedRoutes,
-    GetWeightUpdateDeadline,
-    ClearWeightUpdateDeadline,
+impl Step {
+    /// The call this step makes about `rollout`. A step without the route
+    /// argument sends Go's zero value, as the controller would.
+    pub fn to_call(&self, rollout: &Rollout) -> Result<Call, String> {
+        let rollout = rollout.clone();
+        let additional = self.additional_destinations.clone();
+        Ok(match self.call.as_str() {
+            "InitPlugin" => Call::InitPlugin,
+            "Type" => Call::Type,
+            "UpdateHash" => Call::UpdateHash {
+                rollout,
+                canary_hash: self.canary_hash.clone(),
+                stable_hash: self.stable_hash.clone(),
+                additional,
+            },
+            "SetWeight" => Call::SetWeight {
+                rollout,
+                desired_weight: self.weight,
+                additional,
+            },
+            "VerifyWeight" => Call::VerifyWeight {
+                rollout,
+                desired_weight: self.weight,
+                additional,
+            },
+            "SetHeaderRoute" => Call::SetHeaderRoute {
+                rollout,
+                route: self.set_header_route.clone().unwrap_or_default(),
+            },
+            "SetMirrorRoute" => Call::SetMirrorRoute {
+                rollout,
+                route: self.set_mirror_route.clone().unwrap_or_default(),
+            },
+            "RemoveManagedRoutes" => Call::RemoveManagedRoutes { rollout },
+            "GetWeightUpdateDeadline" => Call::GetWeightUpdateDeadline { rollout },
+            "ClearWeightUpdateDeadline" => Call::ClearWeightUpdateDeadline { rollout },
+            other => {
+                return Err(format!(
+                    "unknown call {other:?}; calls are {}",
+                    Call::NAMES.join(", ")
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,7 +164,7 @@ impl Default for ErrorExpectation {
 /// Reads one case file; errors name the file and the field.
 pub fn load(path: &Path) -> Result<Case, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let value: Value = serde_yaml::from_str(&text).map_err(|e| format!("not YAML: {e}"))?;
+    let value = istio_router::yaml::document(&text).map_err(|e| format!("not YAML: {e}"))?;
     serde_path_to_error::deserialize(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }
 
@@ -152,9 +188,6 @@ pub fn case_files(dir: &Path) -> Vec<PathBuf> {
     found.sort();
     found
 }
-
-/// The `networking.istio.io` versions a case may ask for.
-pub const ISTIO_API_VERSIONS: [&str; 3] = ["v1alpha3", "v1beta1", "v1"];
 
 /// The annotation the built-in router writes on DestinationRules it manages.
 const BUILT_IN_MANAGED_BY: &str = "argo-rollouts.argoproj.io/managed-by-rollouts";
@@ -206,10 +239,22 @@ pub fn load_checked(path: &Path) -> Result<Case, String> {
             case.name
         );
     }
-    if !ISTIO_API_VERSIONS.contains(&case.istio_api_version.as_str()) {
+    if let Some(step) = case
+        .calls
+        .iter()
+        .find(|s| !Call::NAMES.contains(&s.call.as_str()))
+    {
         return Err(format!(
-            "istioApiVersion {:?} is not one of {ISTIO_API_VERSIONS:?}",
-            case.istio_api_version
+            "calls: unknown call {:?}; calls are {}",
+            step.call,
+            Call::NAMES.join(", ")
+        ));
+    }
+    if !istio::API_VERSIONS.contains(&case.istio_api_version.as_str()) {
+        return Err(format!(
+            "istioApiVersion {:?} is not one of {:?}",
+            case.istio_api_version,
+            istio::API_VERSIONS
         ));
     }
     Ok(case)

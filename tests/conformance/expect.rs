@@ -5,17 +5,13 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::case::{ErrorExpectation, Expect};
-use super::session::{ClusterSide, Outcome};
+use super::session::{CallReply, ClusterSide};
 use istio_router::router::Verification;
-
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339(time).to_string()
-}
 
 /// Everything that does not hold, as readable lines; empty when all holds.
 pub fn check(
     expect: &Expect,
-    outcome: &Outcome,
+    outcome: &CallReply,
     writes: u64,
     cluster: &dyn ClusterSide,
     namespace: &str,
@@ -64,7 +60,7 @@ pub fn check(
     }
     if let Some(expected) = &expect.deadline {
         let wanted = expected.as_str().map(parse_time);
-        let got = outcome.deadline.as_deref().map(parse_time);
+        let got = outcome.deadline.map(Ok);
         if wanted != got {
             problems.push(format!(
                 "deadline: expected {expected}, got {:?}",

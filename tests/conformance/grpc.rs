@@ -1,12 +1,12 @@
 //! The `grpc` transport: the plugin binary started with `--protocol grpc`,
 //! called through the service in `proto/`, editing the API stand-in.
 
-use super::case::{Call, CallName, Case};
-use super::session::{BoxFuture, Outcome, PluginSide, Session, Transport};
+use super::case::Case;
+use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
 use crate::support::netrpc_host::PluginProcess;
-use istio_router::model::{self, Rollout};
-use istio_router::router::Verification;
+use istio_router::model;
+use istio_router::router::{Call, Verification};
 use istio_router::transport::grpc::{self, proto::trafficrouter as pb};
 
 type Client =
@@ -48,170 +48,133 @@ struct GrpcPlugin {
     _process: PluginProcess,
 }
 
-fn destinations(call: &Call) -> Vec<pb::WeightDestination> {
-    call.additional_destinations
-        .iter()
-        .map(|d| pb::WeightDestination {
-            weight: d.weight,
-            service_name: d.service_name.clone(),
-            pod_template_hash: d.pod_template_hash.clone(),
-        })
-        .collect()
+fn destinations(additional: &[model::WeightDestination]) -> Vec<pb::WeightDestination> {
+    additional.iter().map(Into::into).collect()
 }
 
-fn string_match(m: &model::StringMatch) -> pb::StringMatch {
-    pb::StringMatch {
-        exact: m.exact.clone(),
-        prefix: m.prefix.clone(),
-        regex: m.regex.clone(),
-    }
-}
-
-fn header_route(route: &model::SetHeaderRoute) -> pb::SetHeaderRoute {
-    pb::SetHeaderRoute {
-        name: route.name.clone(),
-        r#match: route
-            .matches
-            .iter()
-            .map(|m| pb::HeaderRoutingMatch {
-                header_name: m.header_name.clone(),
-                header_value: m.header_value.as_ref().map(string_match),
-            })
-            .collect(),
-    }
-}
-
-fn mirror_route(route: &model::SetMirrorRoute) -> pb::SetMirrorRoute {
-    pb::SetMirrorRoute {
-        name: route.name.clone(),
-        r#match: route
-            .matches
-            .iter()
-            .map(|m| pb::RouteMatch {
-                method: m.method.as_ref().map(string_match),
-                path: m.path.as_ref().map(string_match),
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), string_match(v)))
-                    .collect(),
-            })
-            .collect(),
-        percentage: route.percentage,
-    }
-}
-
-/// `Err` carries a transport failure, reported as the call's error.
+/// Sends `call` as the gRPC request of its method, its Rollout as
+/// `rollout_json`; `Err` is a transport failure.
 async fn send(
     client: &mut Client,
     call: &Call,
     rollout_json: Vec<u8>,
-) -> Result<Outcome, tonic::Status> {
-    let mut outcome = Outcome::default();
-    let error = |e: pb::RpcError| e.error_string;
-    let weight_request = || pb::SetWeightRequest {
-        rollout_json: rollout_json.clone(),
-        desired_weight: call.weight,
-        additional_destinations: destinations(call),
+) -> Result<CallReply, tonic::Status> {
+    let error = |e: Option<pb::RpcError>| e.map(|e| e.error_string).unwrap_or_default();
+    let done = |e: pb::RpcError| CallReply {
+        error: e.error_string,
+        ..CallReply::default()
     };
+    let weight_request =
+        |desired_weight, additional: &[model::WeightDestination]| pb::SetWeightRequest {
+            rollout_json: rollout_json.clone(),
+            desired_weight,
+            additional_destinations: destinations(additional),
+        };
     let rollout_request = || pb::RolloutRequest {
         rollout_json: rollout_json.clone(),
     };
-    outcome.error = match call.call {
-        CallName::InitPlugin => error(
+    Ok(match call {
+        Call::InitPlugin => done(
             client
                 .init_plugin(pb::InitPluginRequest {})
                 .await?
                 .into_inner(),
         ),
-        CallName::Type => {
-            outcome.type_name = Some(client.r#type(pb::TypeRequest {}).await?.into_inner().r#type);
-            String::new()
+        Call::Type => CallReply {
+            type_name: Some(client.r#type(pb::TypeRequest {}).await?.into_inner().r#type),
+            ..CallReply::default()
+        },
+        Call::UpdateHash {
+            canary_hash,
+            stable_hash,
+            additional,
+            ..
+        } => {
+            let request = pb::UpdateHashRequest {
+                rollout_json: rollout_json.clone(),
+                canary_hash: canary_hash.clone(),
+                stable_hash: stable_hash.clone(),
+                additional_destinations: destinations(additional),
+            };
+            done(client.update_hash(request).await?.into_inner())
         }
-        CallName::UpdateHash => error(
-            client
-                .update_hash(pb::UpdateHashRequest {
-                    rollout_json: rollout_json.clone(),
-                    canary_hash: call.canary_hash.clone(),
-                    stable_hash: call.stable_hash.clone(),
-                    additional_destinations: destinations(call),
-                })
-                .await?
-                .into_inner(),
-        ),
-        CallName::SetWeight => error(client.set_weight(weight_request()).await?.into_inner()),
-        CallName::SetHeaderRoute => error(
-            client
-                .set_header_route(pb::SetHeaderRouteRequest {
-                    rollout_json: rollout_json.clone(),
-                    set_header_route: Some(header_route(
-                        &call.set_header_route.clone().unwrap_or_default(),
-                    )),
-                })
-                .await?
-                .into_inner(),
-        ),
-        CallName::SetMirrorRoute => error(
-            client
-                .set_mirror_route(pb::SetMirrorRouteRequest {
-                    rollout_json: rollout_json.clone(),
-                    set_mirror_route: Some(mirror_route(
-                        &call.set_mirror_route.clone().unwrap_or_default(),
-                    )),
-                })
-                .await?
-                .into_inner(),
-        ),
-        CallName::VerifyWeight => {
-            let reply = client.verify_weight(weight_request()).await?.into_inner();
-            outcome.verified = Some(Verification::from_rpc(i64::from(reply.verified)));
-            reply.error.map(error).unwrap_or_default()
+        Call::SetWeight {
+            desired_weight,
+            additional,
+            ..
+        } => {
+            let request = weight_request(*desired_weight, additional);
+            done(client.set_weight(request).await?.into_inner())
         }
-        CallName::RemoveManagedRoutes => error(
+        Call::VerifyWeight {
+            desired_weight,
+            additional,
+            ..
+        } => {
+            let request = weight_request(*desired_weight, additional);
+            let reply = client.verify_weight(request).await?.into_inner();
+            CallReply {
+                verified: Some(Verification::from_rpc(i64::from(reply.verified))),
+                error: error(reply.error),
+                ..CallReply::default()
+            }
+        }
+        Call::SetHeaderRoute { route, .. } => {
+            let request = pb::SetHeaderRouteRequest {
+                rollout_json: rollout_json.clone(),
+                set_header_route: Some(route.into()),
+            };
+            done(client.set_header_route(request).await?.into_inner())
+        }
+        Call::SetMirrorRoute { route, .. } => {
+            let request = pb::SetMirrorRouteRequest {
+                rollout_json: rollout_json.clone(),
+                set_mirror_route: Some(route.into()),
+            };
+            done(client.set_mirror_route(request).await?.into_inner())
+        }
+        Call::RemoveManagedRoutes { .. } => done(
             client
                 .remove_managed_routes(rollout_request())
                 .await?
                 .into_inner(),
         ),
-        CallName::GetWeightUpdateDeadline => {
+        Call::GetWeightUpdateDeadline { .. } => {
             let reply = client
                 .get_weight_update_deadline(rollout_request())
                 .await?
                 .into_inner();
-            outcome.deadline = reply
-                .deadline
-                .and_then(|t| std::time::SystemTime::try_from(t).ok())
-                .map(super::expect::rfc3339);
-            reply.error.map(error).unwrap_or_default()
+            CallReply {
+                deadline: reply
+                    .deadline
+                    .and_then(|t| std::time::SystemTime::try_from(t).ok()),
+                error: error(reply.error),
+                ..CallReply::default()
+            }
         }
-        CallName::ClearWeightUpdateDeadline => error(
+        Call::ClearWeightUpdateDeadline { .. } => done(
             client
                 .clear_weight_update_deadline(rollout_request())
                 .await?
                 .into_inner(),
         ),
-    };
-    Ok(outcome)
+    })
 }
 
 impl PluginSide for GrpcPlugin {
-    fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
+    fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply> {
         Box::pin(async move {
-            let rollout_json = match serde_json::to_vec(rollout) {
-                Ok(json) => json,
-                Err(e) => {
-                    return Outcome {
-                        error: format!("cannot encode the Rollout: {e}"),
-                        ..Outcome::default()
-                    };
-                }
+            let failed = |error: String| CallReply {
+                error,
+                ..CallReply::default()
             };
-            send(&mut self.client, call, rollout_json)
+            let rollout_json = match call.rollout().map(serde_json::to_vec).transpose() {
+                Ok(json) => json.unwrap_or_default(),
+                Err(e) => return failed(format!("cannot encode the Rollout: {e}")),
+            };
+            send(&mut self.client, &call, rollout_json)
                 .await
-                .unwrap_or_else(|status| Outcome {
-                    error: format!("gRPC transport failed: {status}"),
-                    ..Outcome::default()
-                })
+                .unwrap_or_else(|status| failed(format!("gRPC transport failed: {status}")))
         })
     }
 }

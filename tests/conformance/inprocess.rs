@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::case::{Call, CallName, Case, Fault, FaultKind, FaultOn};
-use super::session::{BoxFuture, ClusterSide, Outcome, PluginSide, Session, Transport};
-use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey, ReplicaSetInfo};
-use istio_router::model::Rollout;
-use istio_router::router::{IstioRouter, RetryPolicy, TrafficRouter};
+use super::case::{Case, Fault, FaultKind, FaultOn};
+use super::session::{BoxFuture, CallReply, ClusterSide, PluginSide, Session, Transport};
+use istio_router::cluster::{Cluster, ClusterError, InMemoryCluster, ObjectKey};
+use istio_router::istio::{self, IstioRouter, RetryPolicy};
+use istio_router::model::ReplicaSetInfo;
+use istio_router::router::{Call, dispatch};
 
 pub struct InProcess;
 
@@ -26,8 +27,10 @@ impl Transport for InProcess {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = Arc::new(FaultyCluster::default());
-            let router =
-                IstioRouter::new(cluster.clone(), &case.plugin_name).with_retry(RetryPolicy {
+            let router = IstioRouter::new(cluster.clone(), &case.plugin_name)
+                .with_api_version(&case.istio_api_version)
+                .map_err(|e| e.to_string())?
+                .with_retry(RetryPolicy {
                     attempts: 5,
                     backoff: std::time::Duration::from_millis(1),
                 });
@@ -77,7 +80,7 @@ impl FaultyCluster {
         Err(match armed.fault.kind {
             FaultKind::Conflict => ClusterError::Conflict {
                 key: ObjectKey::new(
-                    istio_router::cluster::IstioKind::VirtualService,
+                    istio::virtual_service(istio::DEFAULT_API_VERSION).expect("a known version"),
                     "",
                     resource,
                 ),
@@ -93,13 +96,13 @@ impl FaultyCluster {
 
 impl Cluster for FaultyCluster {
     async fn get(&self, key: &ObjectKey) -> Result<Value, ClusterError> {
-        self.fault(FaultOn::Get, key.kind.resource())?;
+        self.fault(FaultOn::Get, key.resource.plural)?;
         self.store.get(key).await
     }
 
     async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.fault(FaultOn::Write, key.kind.resource())?;
+        self.fault(FaultOn::Write, key.resource.plural)?;
         self.store.replace(key, object).await
     }
 
@@ -166,64 +169,7 @@ impl ClusterSide for SharedCluster {
 }
 
 impl PluginSide for IstioRouter<Arc<FaultyCluster>> {
-    fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            let router = &*self;
-            let mut outcome = Outcome::default();
-            let result = match call.call {
-                CallName::InitPlugin => router.init_plugin().await,
-                CallName::Type => {
-                    outcome.type_name = Some(router.router_type().to_string());
-                    Ok(())
-                }
-                CallName::UpdateHash => {
-                    router
-                        .update_hash(
-                            rollout,
-                            &call.canary_hash,
-                            &call.stable_hash,
-                            &call.additional_destinations,
-                        )
-                        .await
-                }
-                CallName::SetWeight => {
-                    router
-                        .set_weight(rollout, call.weight, &call.additional_destinations)
-                        .await
-                }
-                CallName::SetHeaderRoute => {
-                    router
-                        .set_header_route(
-                            rollout,
-                            &call.set_header_route.clone().unwrap_or_default(),
-                        )
-                        .await
-                }
-                CallName::SetMirrorRoute => {
-                    router
-                        .set_mirror_route(
-                            rollout,
-                            &call.set_mirror_route.clone().unwrap_or_default(),
-                        )
-                        .await
-                }
-                CallName::VerifyWeight => router
-                    .verify_weight(rollout, call.weight, &call.additional_destinations)
-                    .await
-                    .map(|v| outcome.verified = Some(v)),
-                CallName::RemoveManagedRoutes => router.remove_managed_routes(rollout).await,
-                CallName::GetWeightUpdateDeadline => router
-                    .get_weight_update_deadline(rollout)
-                    .await
-                    .map(|deadline| outcome.deadline = deadline.map(super::expect::rfc3339)),
-                CallName::ClearWeightUpdateDeadline => {
-                    router.clear_weight_update_deadline(rollout).await
-                }
-            };
-            if let Err(e) = result {
-                outcome.error = e.to_string();
-            }
-            outcome
-        })
+    fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply> {
+        Box::pin(async move { CallReply::from(dispatch(&*self, call).await) })
     }
 }

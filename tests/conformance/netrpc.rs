@@ -2,11 +2,11 @@
 //! by the mock controller (gob with Go field names, a ping before every
 //! call), editing the API stand-in.
 
-use super::case::{Call, CallName, Case};
-use super::session::{BoxFuture, Outcome, PluginSide, Session, Transport};
+use super::case::Case;
+use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
-use crate::support::mock_controller::{CallReply, MockController, PluginCall};
-use istio_router::model::Rollout;
+use crate::support::mock_controller::MockController;
+use istio_router::router::Call;
 
 pub struct NetRpc;
 
@@ -32,75 +32,8 @@ impl Transport for NetRpc {
     }
 }
 
-fn plugin_call<'a>(call: &'a Call, rollout: &'a Rollout) -> PluginCall<'a> {
-    let additional = &call.additional_destinations;
-    match call.call {
-        CallName::InitPlugin => PluginCall::InitPlugin,
-        CallName::Type => PluginCall::Type,
-        CallName::UpdateHash => PluginCall::UpdateHash {
-            rollout,
-            canary_hash: &call.canary_hash,
-            stable_hash: &call.stable_hash,
-            additional,
-        },
-        CallName::SetWeight => PluginCall::SetWeight {
-            rollout,
-            desired_weight: call.weight,
-            additional,
-        },
-        CallName::VerifyWeight => PluginCall::VerifyWeight {
-            rollout,
-            desired_weight: call.weight,
-            additional,
-        },
-        CallName::SetHeaderRoute => PluginCall::SetHeaderRoute {
-            rollout,
-            route: call
-                .set_header_route
-                .as_ref()
-                .unwrap_or(&EMPTY_HEADER_ROUTE),
-        },
-        CallName::SetMirrorRoute => PluginCall::SetMirrorRoute {
-            rollout,
-            route: call
-                .set_mirror_route
-                .as_ref()
-                .unwrap_or(&EMPTY_MIRROR_ROUTE),
-        },
-        CallName::RemoveManagedRoutes => PluginCall::RemoveManagedRoutes { rollout },
-        CallName::GetWeightUpdateDeadline => PluginCall::GetWeightUpdateDeadline { rollout },
-        CallName::ClearWeightUpdateDeadline => PluginCall::ClearWeightUpdateDeadline { rollout },
-    }
-}
-
-/// A case without the step argument sends Go's zero value.
-static EMPTY_HEADER_ROUTE: istio_router::model::SetHeaderRoute =
-    istio_router::model::SetHeaderRoute {
-        name: String::new(),
-        matches: Vec::new(),
-    };
-static EMPTY_MIRROR_ROUTE: istio_router::model::SetMirrorRoute =
-    istio_router::model::SetMirrorRoute {
-        name: String::new(),
-        matches: Vec::new(),
-        percentage: None,
-    };
-
 impl PluginSide for MockController {
-    fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move {
-            let CallReply {
-                error,
-                verified,
-                type_name,
-                deadline,
-            } = MockController::call(self, plugin_call(call, rollout)).await;
-            Outcome {
-                error,
-                verified,
-                type_name,
-                deadline: deadline.map(super::expect::rfc3339),
-            }
-        })
+    fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply> {
+        Box::pin(async move { MockController::call(self, &call).await })
     }
 }

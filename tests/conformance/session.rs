@@ -8,22 +8,11 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::case::{Call, Case, Fault};
-use istio_router::model::Rollout;
-use istio_router::router::Verification;
+use super::case::{Case, Fault};
+pub use crate::support::mock_controller::CallReply;
+use istio_router::router::Call;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What a call returned, in the controller's terms.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// `RpcError.ErrorString`; empty on success.
-    pub error: String,
-    pub verified: Option<Verification>,
-    pub type_name: Option<String>,
-    /// RFC 3339, when GetWeightUpdateDeadline returned one.
-    pub deadline: Option<String>,
-}
 
 /// The cluster the plugin edits, as the case arranges and inspects it.
 pub trait ClusterSide: Send {
@@ -49,7 +38,7 @@ pub trait ClusterSide: Send {
 
 /// The plugin, called the way the transport carries calls.
 pub trait PluginSide: Send {
-    fn call<'a>(&'a mut self, call: &'a Call, rollout: &'a Rollout) -> BoxFuture<'a, Outcome>;
+    fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply>;
 }
 
 pub struct Session {

@@ -518,15 +518,15 @@ fn preserve_system_fields(old: &Value, new: &mut Value) {
     });
 }
 
-type Reply = Response<ReplyBody>;
+type HttpReply = Response<HttpBody>;
 
 /// A response body: a whole JSON document, or a watch stream.
-pub enum ReplyBody {
+pub enum HttpBody {
     Full(Full<Bytes>),
     Stream(WatchBody),
 }
 
-impl Body for ReplyBody {
+impl Body for HttpBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -535,8 +535,8 @@ impl Body for ReplyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
-            ReplyBody::Full(full) => Pin::new(full).poll_frame(cx),
-            ReplyBody::Stream(stream) => Pin::new(stream).poll_frame(cx),
+            HttpBody::Full(full) => Pin::new(full).poll_frame(cx),
+            HttpBody::Stream(stream) => Pin::new(stream).poll_frame(cx),
         }
     }
 }
@@ -574,16 +574,16 @@ impl Body for WatchBody {
     }
 }
 
-fn json_reply(code: StatusCode, body: &Value) -> Reply {
+fn json_reply(code: StatusCode, body: &Value) -> HttpReply {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(ReplyBody::Full(Full::new(Bytes::from(body.to_string()))))
+        .body(HttpBody::Full(Full::new(Bytes::from(body.to_string()))))
         .expect("static response parts are valid")
 }
 
 /// A Kubernetes `Status` failure.
-fn status(code: u16, reason: &str, message: String, details: Value) -> Reply {
+fn status(code: u16, reason: &str, message: String, details: Value) -> HttpReply {
     let body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -612,7 +612,7 @@ fn qualified(res: Res) -> String {
     }
 }
 
-fn not_found(res: Res, name: &str) -> Reply {
+fn not_found(res: Res, name: &str) -> HttpReply {
     status(
         404,
         "NotFound",
@@ -621,7 +621,7 @@ fn not_found(res: Res, name: &str) -> Reply {
     )
 }
 
-fn conflict(res: Res, name: &str) -> Reply {
+fn conflict(res: Res, name: &str) -> HttpReply {
     status(
         409,
         "Conflict",
@@ -634,7 +634,7 @@ fn conflict(res: Res, name: &str) -> Reply {
     )
 }
 
-fn invalid(res: Res, name: &str, message: String) -> Reply {
+fn invalid(res: Res, name: &str, message: String) -> HttpReply {
     status(
         422,
         "Invalid",
@@ -643,7 +643,7 @@ fn invalid(res: Res, name: &str, message: String) -> Reply {
     )
 }
 
-fn bad_request(message: String) -> Reply {
+fn bad_request(message: String) -> HttpReply {
     status(400, "BadRequest", message, json!({}))
 }
 
@@ -722,7 +722,7 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Reply, Disconnect> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpReply, Disconnect> {
     let path = req.uri().path().to_string();
     match path.as_str() {
         "/version" => {
@@ -857,7 +857,7 @@ fn key_of(target: &Target) -> Key {
     )
 }
 
-fn get_one(shared: &Shared, target: &Target) -> Reply {
+fn get_one(shared: &Shared, target: &Target) -> HttpReply {
     let store = lock(shared);
     match store.objects.get(&key_of(target)) {
         Some(object) => json_reply(StatusCode::OK, &as_served(target, object.clone())),
@@ -865,7 +865,7 @@ fn get_one(shared: &Shared, target: &Target) -> Reply {
     }
 }
 
-fn list(shared: &Shared, target: &Target, params: &BTreeMap<String, String>) -> Reply {
+fn list(shared: &Shared, target: &Target, params: &BTreeMap<String, String>) -> HttpReply {
     let selector = match Selector::parse(params.get("labelSelector").map_or("", String::as_str)) {
         Ok(selector) => selector,
         Err(message) => return bad_request(message),
@@ -892,7 +892,11 @@ fn list(shared: &Shared, target: &Target, params: &BTreeMap<String, String>) -> 
     )
 }
 
-fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, String>) -> Reply {
+fn start_watch(
+    shared: &Arc<Shared>,
+    target: &Target,
+    params: &BTreeMap<String, String>,
+) -> HttpReply {
     let selector = match Selector::parse(params.get("labelSelector").map_or("", String::as_str)) {
         Ok(selector) => selector,
         Err(message) => return bad_request(message),
@@ -1004,7 +1008,7 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .body(ReplyBody::Stream(WatchBody {
+        .body(HttpBody::Stream(WatchBody {
             lines: rx,
             delivered,
             shared: shared.clone(),
@@ -1012,7 +1016,7 @@ fn start_watch(shared: &Arc<Shared>, target: &Target, params: &BTreeMap<String, 
         .expect("static response parts are valid")
 }
 
-fn parse_body(target: &Target, body: &[u8]) -> Result<Value, Box<Reply>> {
+fn parse_body(target: &Target, body: &[u8]) -> Result<Value, Box<HttpReply>> {
     let name = target.name.as_deref().unwrap_or_default();
     match serde_json::from_slice::<Value>(body) {
         Ok(value) if value.is_object() => Ok(value),
@@ -1029,7 +1033,7 @@ fn parse_body(target: &Target, body: &[u8]) -> Result<Value, Box<Reply>> {
     }
 }
 
-fn create(shared: &Shared, target: &Target, body: &[u8]) -> Reply {
+fn create(shared: &Shared, target: &Target, body: &[u8]) -> HttpReply {
     let mut object = match parse_body(target, body) {
         Ok(object) => object,
         Err(reply) => return *reply,
@@ -1079,7 +1083,7 @@ fn store_update(
     target: &Target,
     mut object: Value,
     rv_required: bool,
-) -> Reply {
+) -> HttpReply {
     let name = target.name.clone().unwrap_or_default();
     let res = target.res;
     let key = key_of(target);
@@ -1127,14 +1131,14 @@ fn store_update(
     json_reply(StatusCode::OK, &as_served(target, stored))
 }
 
-fn update(shared: &Shared, target: &Target, body: &[u8]) -> Reply {
+fn update(shared: &Shared, target: &Target, body: &[u8]) -> HttpReply {
     match parse_body(target, body) {
         Ok(object) => store_update(shared, &mut lock(shared), target, object, true),
         Err(reply) => *reply,
     }
 }
 
-fn patch(shared: &Shared, target: &Target, content_type: &str, body: &[u8]) -> Reply {
+fn patch(shared: &Shared, target: &Target, content_type: &str, body: &[u8]) -> HttpReply {
     let name = target.name.clone().unwrap_or_default();
     // One lock for read, patch and store: a patch is atomic, as on a server.
     let mut store = lock(shared);
@@ -1296,7 +1300,7 @@ fn pointer_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
     removed.ok_or_else(|| format!("doc is missing path: {path:?}"))
 }
 
-fn delete(shared: &Shared, target: &Target) -> Reply {
+fn delete(shared: &Shared, target: &Target) -> HttpReply {
     let mut store = lock(shared);
     match store.remove(&shared.events, &key_of(target)) {
         Some(object) => json_reply(StatusCode::OK, &as_served(target, object)),

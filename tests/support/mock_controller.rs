@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gobwire::{GoTime, Interface};
 use serde_json::Value;
 
-use super::netrpc_host::{self as go, Host, PluginConn, PluginProcess, ReplyBody};
+use super::netrpc_host::{Host, PluginConn, PluginProcess, Reply, ReplyBody, go};
 use istio_router::model::{self, Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
-use istio_router::router::Verification;
+use istio_router::router::{Call, Outcome, Verification};
 
 /// How long the controller waits for a ping answer before declaring the
 /// plugin dead.
@@ -28,128 +28,69 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// go-plugin `Kill()`: the grace between `Control.Quit` and SIGKILL.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
-/// One call of the `Plugin` service, with its arguments.
-#[derive(Debug, Clone, Copy)]
-pub enum PluginCall<'a> {
-    InitPlugin,
-    Type,
-    UpdateHash {
-        rollout: &'a Rollout,
-        canary_hash: &'a str,
-        stable_hash: &'a str,
-        additional: &'a [WeightDestination],
-    },
-    SetWeight {
-        rollout: &'a Rollout,
-        desired_weight: i32,
-        additional: &'a [WeightDestination],
-    },
-    VerifyWeight {
-        rollout: &'a Rollout,
-        desired_weight: i32,
-        additional: &'a [WeightDestination],
-    },
-    SetHeaderRoute {
-        rollout: &'a Rollout,
-        route: &'a SetHeaderRoute,
-    },
-    SetMirrorRoute {
-        rollout: &'a Rollout,
-        route: &'a SetMirrorRoute,
-    },
-    RemoveManagedRoutes {
-        rollout: &'a Rollout,
-    },
-    GetWeightUpdateDeadline {
-        rollout: &'a Rollout,
-    },
-    ClearWeightUpdateDeadline {
-        rollout: &'a Rollout,
-    },
-}
-
-impl PluginCall<'_> {
-    /// The Go method name (argo's error messages use it).
-    pub fn method(&self) -> &'static str {
-        match self {
-            PluginCall::InitPlugin => "InitPlugin",
-            PluginCall::Type => "Type",
-            PluginCall::UpdateHash { .. } => "UpdateHash",
-            PluginCall::SetWeight { .. } => "SetWeight",
-            PluginCall::VerifyWeight { .. } => "VerifyWeight",
-            PluginCall::SetHeaderRoute { .. } => "SetHeaderRoute",
-            PluginCall::SetMirrorRoute { .. } => "SetMirrorRoute",
-            PluginCall::RemoveManagedRoutes { .. } => "RemoveManagedRoutes",
-            PluginCall::GetWeightUpdateDeadline { .. } => "GetWeightUpdateDeadline",
-            PluginCall::ClearWeightUpdateDeadline { .. } => "ClearWeightUpdateDeadline",
+/// The `any` argument of `call` as argo's rpc client passes it.
+pub fn argument(call: &Call) -> Result<Option<Interface>, String> {
+    let destinations = |d: &[WeightDestination]| d.iter().map(weight_destination).collect();
+    let interface = |name: &str, value: &dyn gobwire::Encode| {
+        Interface::new(name, value)
+            .map(Some)
+            .map_err(|e| format!("encoding {name}: {e}"))
+    };
+    match call {
+        Call::InitPlugin | Call::Type => Ok(None),
+        Call::UpdateHash {
+            rollout,
+            canary_hash,
+            stable_hash,
+            additional,
+        } => interface(
+            "UpdateHashArgs",
+            &go::UpdateHashArgs {
+                rollout: go_rollout(rollout)?,
+                canary_hash: canary_hash.clone(),
+                stable_hash: stable_hash.clone(),
+                additional_destinations: destinations(additional),
+            },
+        ),
+        Call::SetWeight {
+            rollout,
+            desired_weight,
+            additional,
         }
-    }
-
-    /// The `any` argument as argo's rpc client passes it.
-    pub fn argument(&self) -> Result<Option<Interface>, String> {
-        let destinations = |d: &[WeightDestination]| d.iter().map(weight_destination).collect();
-        let interface = |name: &str, value: &dyn gobwire::Encode| {
-            Interface::new(name, value)
-                .map(Some)
-                .map_err(|e| format!("encoding {name}: {e}"))
-        };
-        match *self {
-            PluginCall::InitPlugin | PluginCall::Type => Ok(None),
-            PluginCall::UpdateHash {
-                rollout,
-                canary_hash,
-                stable_hash,
-                additional,
-            } => interface(
-                "UpdateHashArgs",
-                &go::UpdateHashArgs {
-                    rollout: go_rollout(rollout)?,
-                    canary_hash: canary_hash.to_string(),
-                    stable_hash: stable_hash.to_string(),
-                    additional_destinations: destinations(additional),
-                },
-            ),
-            PluginCall::SetWeight {
-                rollout,
-                desired_weight,
-                additional,
-            }
-            | PluginCall::VerifyWeight {
-                rollout,
-                desired_weight,
-                additional,
-            } => interface(
-                "SetWeightAndVerifyWeightArgs",
-                &go::SetWeightAndVerifyWeightArgs {
-                    rollout: go_rollout(rollout)?,
-                    desired_weight,
-                    additional_destinations: destinations(additional),
-                },
-            ),
-            PluginCall::SetHeaderRoute { rollout, route } => interface(
-                "SetHeaderArgs",
-                &go::SetHeaderArgs {
-                    rollout: go_rollout(rollout)?,
-                    set_header_route: header_route(route),
-                },
-            ),
-            PluginCall::SetMirrorRoute { rollout, route } => interface(
-                "SetMirrorArgs",
-                &go::SetMirrorArgs {
-                    rollout: go_rollout(rollout)?,
-                    set_mirror_route: mirror_route(route),
-                },
-            ),
-            PluginCall::RemoveManagedRoutes { rollout } => {
-                interface("RemoveManagedRoutesArgs", &rollout_only(rollout)?)
-            }
-            PluginCall::GetWeightUpdateDeadline { rollout } => {
-                interface("GetWeightUpdateDeadlineArgs", &rollout_only(rollout)?)
-            }
-            PluginCall::ClearWeightUpdateDeadline { rollout } => {
-                interface("ClearWeightUpdateDeadlineArgs", &rollout_only(rollout)?)
-            }
-        }
+        | Call::VerifyWeight {
+            rollout,
+            desired_weight,
+            additional,
+        } => interface(
+            "SetWeightAndVerifyWeightArgs",
+            &go::SetWeightAndVerifyWeightArgs {
+                rollout: go_rollout(rollout)?,
+                desired_weight: *desired_weight,
+                additional_destinations: destinations(additional),
+            },
+        ),
+        Call::SetHeaderRoute { rollout, route } => interface(
+            "SetHeaderArgs",
+            &go::SetHeaderArgs {
+                rollout: go_rollout(rollout)?,
+                set_header_route: header_route(route),
+            },
+        ),
+        Call::SetMirrorRoute { rollout, route } => interface(
+            "SetMirrorArgs",
+            &go::SetMirrorArgs {
+                rollout: go_rollout(rollout)?,
+                set_mirror_route: mirror_route(route),
+            },
+        ),
+        Call::RemoveManagedRoutes { rollout }
+        | Call::GetWeightUpdateDeadline { rollout }
+        | Call::ClearWeightUpdateDeadline { rollout } => interface(
+            &format!("{}Args", call.name()),
+            &go::RemoveManagedRoutesArgs {
+                rollout: go_rollout(rollout)?,
+            },
+        ),
     }
 }
 
@@ -165,6 +106,21 @@ pub struct CallReply {
     pub type_name: Option<String>,
     /// GetWeightUpdateDeadline only, when the plugin returned one.
     pub deadline: Option<SystemTime>,
+}
+
+/// What the router answered, as the controller would see it.
+impl From<Outcome> for CallReply {
+    fn from(outcome: Outcome) -> Self {
+        CallReply {
+            error: outcome.error().to_string(),
+            verified: matches!(outcome, Outcome::Verified(_)).then(|| outcome.verification()),
+            deadline: outcome.deadline(),
+            type_name: match outcome {
+                Outcome::Type(name) => Some(name),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The connection to one plugin process.
@@ -215,9 +171,9 @@ impl MockController {
     }
 
     /// Pings (relaunching a dead plugin), then makes the call.
-    pub async fn call(&mut self, call: PluginCall<'_>) -> CallReply {
+    pub async fn call(&mut self, call: &Call) -> CallReply {
         let failed = |why: String| CallReply {
-            error: format!("{} rpc call error: {why}", call.method()),
+            error: format!("{} rpc call error: {why}", call.name()),
             ..CallReply::default()
         };
         if !self.alive().await {
@@ -229,15 +185,15 @@ impl MockController {
             }
             self.restarts += 1;
         }
-        let argument = match call.argument() {
+        let argument = match argument(call) {
             Ok(argument) => argument,
             Err(e) => return failed(e),
         };
         let Some(running) = self.running.as_mut() else {
             return failed("no plugin running".into());
         };
-        match running.invoke(call.method(), argument).await {
-            Ok(reply) => decode(call.method(), reply),
+        match running.invoke(call.name(), argument).await {
+            Ok(reply) => decode(call.name(), reply),
             Err(e) => failed(e),
         }
     }
@@ -291,11 +247,7 @@ impl MockController {
 impl Running {
     /// One net/rpc round trip on the `Plugin` stream; `Err` when the
     /// connection failed.
-    async fn invoke(
-        &mut self,
-        method: &str,
-        argument: Option<Interface>,
-    ) -> Result<go::Reply, String> {
+    async fn invoke(&mut self, method: &str, argument: Option<Interface>) -> Result<Reply, String> {
         let seq = self.seq;
         self.seq += 1;
         let service_method = format!("Plugin.{method}");
@@ -344,7 +296,7 @@ async fn kill(running: Running) {
 }
 
 /// A reply as argo's rpc client returns it.
-fn decode(method: &str, reply: go::Reply) -> CallReply {
+fn decode(method: &str, reply: Reply) -> CallReply {
     if !reply.error.is_empty() {
         return CallReply {
             error: format!("{method} rpc call error: {}", reply.error),
@@ -387,12 +339,6 @@ fn system_time(t: GoTime) -> SystemTime {
 
 // ---------------------------------------------------------------------------
 // The model as argo's Go types (Kubernetes JSON names → Go field names).
-
-fn rollout_only(rollout: &Rollout) -> Result<go::RemoveManagedRoutesArgs, String> {
-    Ok(go::RemoveManagedRoutesArgs {
-        rollout: go_rollout(rollout)?,
-    })
-}
 
 /// Every field of the model; `Err` names a step field whose JSON does not
 /// fit its Go type.

@@ -54,9 +54,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
-    #[error("gRPC server failed: {0}")]
+    // tonic's transport errors say little in their own text: the detail is
+    // in their source chain, so they stay sources rather than text.
+    #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
-    #[error("cannot connect to the plugin socket {}: {source}", path.display())]
+    #[error("cannot connect to the plugin socket {}", path.display())]
     Connect {
         path: PathBuf,
         #[source]

@@ -1,12 +1,11 @@
 //! `argoproj.rollouts.trafficrouter.v1.TrafficRouterPlugin`: decodes each
-//! call, runs it on a [`TrafficRouter`] and answers as net/rpc does, with
-//! failures in the `RpcError` field rather than as a gRPC status.
+//! request into a [`Call`], dispatches it and encodes the [`Outcome`] as
+//! net/rpc does, with failures in the `RpcError` field rather than as a
+//! gRPC status.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 
 use super::MAX_MESSAGE_SIZE;
 use super::proto::trafficrouter as pb;
@@ -14,7 +13,7 @@ use super::proto::trafficrouter::traffic_router_plugin_server::{
     TrafficRouterPlugin, TrafficRouterPluginServer,
 };
 use crate::model::{self, ModelError, Rollout};
-use crate::router::{RouterError, TrafficRouter, Verification};
+use crate::router::{Call, Outcome, TrafficRouter, Verification, dispatch};
 
 pub(super) struct RouterService<R> {
     router: Arc<R>,
@@ -26,68 +25,44 @@ impl<R: TrafficRouter + 'static> RouterService<R> {
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
     }
+
+    /// Dispatches a decoded call, or answers a request that did not decode
+    /// with its error; either way in the reply type `T`.
+    async fn serve<T: From<Outcome>>(
+        &self,
+        name: &'static str,
+        call: Result<Call, RequestError>,
+    ) -> Result<Response<T>, Status> {
+        let outcome = match call {
+            Ok(call) => dispatch(&*self.router, call).await,
+            Err(error) => {
+                tracing::warn!(call = name, %error, "bad request");
+                Outcome::Done(Err(error.to_string()))
+            }
+        };
+        Ok(Response::new(T::from(outcome)))
+    }
 }
 
-/// Why a call failed; its `Display` is the `error_string` sent back.
+/// Why a request cannot become a [`Call`]; its `Display` is the
+/// `error_string` sent back.
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+enum RequestError {
     #[error("rollout_json is empty")]
     EmptyRollout,
     #[error("rollout_json is not valid JSON: {0}")]
-    RolloutJson(#[source] serde_json::Error),
+    RolloutJson(serde_json::Error),
     #[error(transparent)]
     Rollout(#[from] ModelError),
-    #[error(transparent)]
-    Router(#[from] RouterError),
 }
 
-fn decode_rollout(json: &[u8]) -> Result<Rollout, CallError> {
+/// The Rollout of a request, then the call built from it.
+fn with_rollout(json: &[u8], call: impl FnOnce(Rollout) -> Call) -> Result<Call, RequestError> {
     if json.is_empty() {
-        return Err(CallError::EmptyRollout);
+        return Err(RequestError::EmptyRollout);
     }
-    let value = serde_json::from_slice(json).map_err(CallError::RolloutJson)?;
-    Ok(Rollout::from_json(value)?)
-}
-
-/// Runs `call` in a span named after the call, logging a failure.
-async fn traced<T>(
-    span: tracing::Span,
-    call: impl Future<Output = Result<T, CallError>>,
-) -> Result<T, CallError> {
-    async move {
-        let result = call.await;
-        if let Err(error) = &result {
-            tracing::warn!(%error, "call failed");
-        }
-        result
-    }
-    .instrument(span)
-    .await
-}
-
-/// Decodes the Rollout and runs `call` on it, in a span naming the call and
-/// the rollout (`namespace/name`).
-async fn with_rollout<T, Fut>(
-    rpc: &'static str,
-    rollout_json: &[u8],
-    call: impl FnOnce(Rollout) -> Fut,
-) -> Result<T, CallError>
-where
-    Fut: Future<Output = Result<T, RouterError>>,
-{
-    let span = tracing::info_span!("grpc_call", rpc, rollout = tracing::field::Empty);
-    traced(span.clone(), async move {
-        let rollout = decode_rollout(rollout_json)?;
-        span.record("rollout", rollout.key());
-        Ok(call(rollout).await?)
-    })
-    .await
-}
-
-fn rpc_error(result: Result<(), CallError>) -> pb::RpcError {
-    pb::RpcError {
-        error_string: result.err().map(|e| e.to_string()).unwrap_or_default(),
-    }
+    let value = serde_json::from_slice(json).map_err(RequestError::RolloutJson)?;
+    Ok(call(Rollout::from_json(value)?))
 }
 
 fn destinations(additional: Vec<pb::WeightDestination>) -> Vec<model::WeightDestination> {
@@ -100,170 +75,150 @@ impl<R: TrafficRouter + 'static> TrafficRouterPlugin for RouterService<R> {
         &self,
         _request: Request<pb::InitPluginRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let span = tracing::info_span!("grpc_call", rpc = "InitPlugin");
-        let result = traced(span, async { Ok(self.router.init_plugin().await?) }).await;
-        Ok(Response::new(rpc_error(result)))
+        self.serve("InitPlugin", Ok(Call::InitPlugin)).await
     }
 
     async fn r#type(
         &self,
         _request: Request<pb::TypeRequest>,
     ) -> Result<Response<pb::TypeResponse>, Status> {
-        let _span = tracing::info_span!("grpc_call", rpc = "Type").entered();
-        Ok(Response::new(pb::TypeResponse {
-            r#type: self.router.router_type().to_string(),
-        }))
+        self.serve("Type", Ok(Call::Type)).await
     }
 
     async fn update_hash(
         &self,
         request: Request<pb::UpdateHashRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let pb::UpdateHashRequest {
-            rollout_json,
-            canary_hash,
-            stable_hash,
-            additional_destinations,
-        } = request.into_inner();
-        let additional = destinations(additional_destinations);
-        let result = with_rollout("UpdateHash", &rollout_json, |rollout| async move {
-            self.router
-                .update_hash(&rollout, &canary_hash, &stable_hash, &additional)
-                .await
-        })
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let r = request.into_inner();
+        let call = with_rollout(&r.rollout_json, |rollout| Call::UpdateHash {
+            rollout,
+            canary_hash: r.canary_hash,
+            stable_hash: r.stable_hash,
+            additional: destinations(r.additional_destinations),
+        });
+        self.serve("UpdateHash", call).await
     }
 
     async fn set_weight(
         &self,
         request: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let pb::SetWeightRequest {
-            rollout_json,
-            desired_weight,
-            additional_destinations,
-        } = request.into_inner();
-        let additional = destinations(additional_destinations);
-        let result = with_rollout("SetWeight", &rollout_json, |rollout| async move {
-            self.router
-                .set_weight(&rollout, desired_weight, &additional)
-                .await
-        })
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let r = request.into_inner();
+        let call = with_rollout(&r.rollout_json, |rollout| Call::SetWeight {
+            rollout,
+            desired_weight: r.desired_weight,
+            additional: destinations(r.additional_destinations),
+        });
+        self.serve("SetWeight", call).await
     }
 
     async fn set_header_route(
         &self,
         request: Request<pb::SetHeaderRouteRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let pb::SetHeaderRouteRequest {
-            rollout_json,
-            set_header_route,
-        } = request.into_inner();
-        // Absent means the zero value, as a Go struct argument would be.
-        let route = model::SetHeaderRoute::from(set_header_route.unwrap_or_default());
-        let result = with_rollout("SetHeaderRoute", &rollout_json, |rollout| async move {
-            self.router.set_header_route(&rollout, &route).await
-        })
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let r = request.into_inner();
+        let call = with_rollout(&r.rollout_json, |rollout| Call::SetHeaderRoute {
+            rollout,
+            // Absent means the zero value, as a Go struct argument would be.
+            route: r.set_header_route.unwrap_or_default().into(),
+        });
+        self.serve("SetHeaderRoute", call).await
     }
 
     async fn set_mirror_route(
         &self,
         request: Request<pb::SetMirrorRouteRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let pb::SetMirrorRouteRequest {
-            rollout_json,
-            set_mirror_route,
-        } = request.into_inner();
-        let route = model::SetMirrorRoute::from(set_mirror_route.unwrap_or_default());
-        let result = with_rollout("SetMirrorRoute", &rollout_json, |rollout| async move {
-            self.router.set_mirror_route(&rollout, &route).await
-        })
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let r = request.into_inner();
+        let call = with_rollout(&r.rollout_json, |rollout| Call::SetMirrorRoute {
+            rollout,
+            route: r.set_mirror_route.unwrap_or_default().into(),
+        });
+        self.serve("SetMirrorRoute", call).await
     }
 
     async fn verify_weight(
         &self,
         request: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::VerifyWeightResponse>, Status> {
-        let pb::SetWeightRequest {
-            rollout_json,
-            desired_weight,
-            additional_destinations,
-        } = request.into_inner();
-        let additional = destinations(additional_destinations);
-        let result = with_rollout("VerifyWeight", &rollout_json, |rollout| async move {
-            self.router
-                .verify_weight(&rollout, desired_weight, &additional)
-                .await
-        })
-        .await;
-        let response = match result {
-            Ok(verification) => pb::VerifyWeightResponse {
-                verified: pb::Verified::from(verification).into(),
-                error: Some(pb::RpcError::default()),
-            },
-            Err(error) => pb::VerifyWeightResponse {
-                verified: pb::Verified::NotVerified.into(),
-                error: Some(rpc_error(Err(error))),
-            },
-        };
-        Ok(Response::new(response))
+        let r = request.into_inner();
+        let call = with_rollout(&r.rollout_json, |rollout| Call::VerifyWeight {
+            rollout,
+            desired_weight: r.desired_weight,
+            additional: destinations(r.additional_destinations),
+        });
+        self.serve("VerifyWeight", call).await
     }
 
     async fn remove_managed_routes(
         &self,
         request: Request<pb::RolloutRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let rollout_json = request.into_inner().rollout_json;
-        let result = with_rollout("RemoveManagedRoutes", &rollout_json, |rollout| async move {
-            self.router.remove_managed_routes(&rollout).await
-        })
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let call = with_rollout(&request.into_inner().rollout_json, |rollout| {
+            Call::RemoveManagedRoutes { rollout }
+        });
+        self.serve("RemoveManagedRoutes", call).await
     }
 
     async fn get_weight_update_deadline(
         &self,
         request: Request<pb::RolloutRequest>,
     ) -> Result<Response<pb::GetWeightUpdateDeadlineResponse>, Status> {
-        let rollout_json = request.into_inner().rollout_json;
-        let result = with_rollout(
-            "GetWeightUpdateDeadline",
-            &rollout_json,
-            |rollout| async move { self.router.get_weight_update_deadline(&rollout).await },
-        )
-        .await;
-        let response = match result {
-            Ok(deadline) => pb::GetWeightUpdateDeadlineResponse {
-                deadline: deadline.map(Into::into),
-                error: Some(pb::RpcError::default()),
-            },
-            Err(error) => pb::GetWeightUpdateDeadlineResponse {
-                deadline: None,
-                error: Some(rpc_error(Err(error))),
-            },
-        };
-        Ok(Response::new(response))
+        let call = with_rollout(&request.into_inner().rollout_json, |rollout| {
+            Call::GetWeightUpdateDeadline { rollout }
+        });
+        self.serve("GetWeightUpdateDeadline", call).await
     }
 
     async fn clear_weight_update_deadline(
         &self,
         request: Request<pb::RolloutRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let rollout_json = request.into_inner().rollout_json;
-        let result = with_rollout(
-            "ClearWeightUpdateDeadline",
-            &rollout_json,
-            |rollout| async move { self.router.clear_weight_update_deadline(&rollout).await },
-        )
-        .await;
-        Ok(Response::new(rpc_error(result)))
+        let call = with_rollout(&request.into_inner().rollout_json, |rollout| {
+            Call::ClearWeightUpdateDeadline { rollout }
+        });
+        self.serve("ClearWeightUpdateDeadline", call).await
+    }
+}
+
+fn rpc_error(outcome: &Outcome) -> pb::RpcError {
+    pb::RpcError {
+        error_string: outcome.error().to_string(),
+    }
+}
+
+impl From<Outcome> for pb::RpcError {
+    fn from(outcome: Outcome) -> Self {
+        rpc_error(&outcome)
+    }
+}
+
+impl From<Outcome> for pb::TypeResponse {
+    fn from(outcome: Outcome) -> Self {
+        pb::TypeResponse {
+            r#type: match outcome {
+                Outcome::Type(name) => name,
+                _ => String::new(),
+            },
+        }
+    }
+}
+
+impl From<Outcome> for pb::VerifyWeightResponse {
+    fn from(outcome: Outcome) -> Self {
+        pb::VerifyWeightResponse {
+            verified: pb::Verified::from(outcome.verification()).into(),
+            error: Some(rpc_error(&outcome)),
+        }
+    }
+}
+
+impl From<Outcome> for pb::GetWeightUpdateDeadlineResponse {
+    fn from(outcome: Outcome) -> Self {
+        pb::GetWeightUpdateDeadlineResponse {
+            deadline: outcome.deadline().map(Into::into),
+            error: Some(rpc_error(&outcome)),
+        }
     }
 }
 
@@ -334,6 +289,66 @@ impl From<pb::SetMirrorRoute> for model::SetMirrorRoute {
         model::SetMirrorRoute {
             name: route.name,
             matches: route.r#match.into_iter().map(Into::into).collect(),
+            percentage: route.percentage,
+        }
+    }
+}
+
+// The model as the gRPC messages carry it, for clients of the service.
+
+impl From<&model::WeightDestination> for pb::WeightDestination {
+    fn from(d: &model::WeightDestination) -> Self {
+        pb::WeightDestination {
+            weight: d.weight,
+            service_name: d.service_name.clone(),
+            pod_template_hash: d.pod_template_hash.clone(),
+        }
+    }
+}
+
+impl From<&model::StringMatch> for pb::StringMatch {
+    fn from(m: &model::StringMatch) -> Self {
+        pb::StringMatch {
+            exact: m.exact.clone(),
+            prefix: m.prefix.clone(),
+            regex: m.regex.clone(),
+        }
+    }
+}
+
+impl From<&model::SetHeaderRoute> for pb::SetHeaderRoute {
+    fn from(route: &model::SetHeaderRoute) -> Self {
+        pb::SetHeaderRoute {
+            name: route.name.clone(),
+            r#match: route
+                .matches
+                .iter()
+                .map(|m| pb::HeaderRoutingMatch {
+                    header_name: m.header_name.clone(),
+                    header_value: m.header_value.as_ref().map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&model::SetMirrorRoute> for pb::SetMirrorRoute {
+    fn from(route: &model::SetMirrorRoute) -> Self {
+        pb::SetMirrorRoute {
+            name: route.name.clone(),
+            r#match: route
+                .matches
+                .iter()
+                .map(|m| pb::RouteMatch {
+                    method: m.method.as_ref().map(Into::into),
+                    path: m.path.as_ref().map(Into::into),
+                    headers: m
+                        .headers
+                        .iter()
+                        .map(|(name, value)| (name.clone(), value.into()))
+                        .collect(),
+                })
+                .collect(),
             percentage: route.percentage,
         }
     }

@@ -5,70 +5,14 @@
 use serde_json::Value;
 
 use super::gob::{Body, Field, GobError, Reader, Schema, ValueDecoder};
-use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
-
-/// A decoded call of service `Plugin`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Call {
-    InitPlugin,
-    Type,
-    UpdateHash {
-        rollout: Rollout,
-        canary_hash: String,
-        stable_hash: String,
-        additional: Vec<WeightDestination>,
-    },
-    SetWeight {
-        rollout: Rollout,
-        desired_weight: i32,
-        additional: Vec<WeightDestination>,
-    },
-    VerifyWeight {
-        rollout: Rollout,
-        desired_weight: i32,
-        additional: Vec<WeightDestination>,
-    },
-    SetHeaderRoute {
-        rollout: Rollout,
-        route: SetHeaderRoute,
-    },
-    SetMirrorRoute {
-        rollout: Rollout,
-        route: SetMirrorRoute,
-    },
-    RemoveManagedRoutes {
-        rollout: Rollout,
-    },
-    GetWeightUpdateDeadline {
-        rollout: Rollout,
-    },
-    ClearWeightUpdateDeadline {
-        rollout: Rollout,
-    },
-}
-
-impl Call {
-    /// The Rollout the call is about, if any (for logs).
-    pub fn rollout(&self) -> Option<&Rollout> {
-        match self {
-            Call::InitPlugin | Call::Type => None,
-            Call::UpdateHash { rollout, .. }
-            | Call::SetWeight { rollout, .. }
-            | Call::VerifyWeight { rollout, .. }
-            | Call::SetHeaderRoute { rollout, .. }
-            | Call::SetMirrorRoute { rollout, .. }
-            | Call::RemoveManagedRoutes { rollout }
-            | Call::GetWeightUpdateDeadline { rollout }
-            | Call::ClearWeightUpdateDeadline { rollout } => Some(rollout),
-        }
-    }
-}
+use crate::model::{Rollout, WeightDestination};
+use crate::router::Call;
 
 /// Why a request's arguments cannot be used; its text is the net/rpc error.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("rpc: can't find method {0}")]
-    UnknownMethod(String),
+    #[error("rpc: can't find method {method} (service Plugin has {})", Call::NAMES.join(", "))]
+    UnknownMethod { method: String },
     #[error("rpc: service/method request ill-formed: {0}")]
     IllFormed(String),
     #[error("rpc: can't find service {0}")]
@@ -79,37 +23,162 @@ pub enum CallError {
         got: String,
         want: &'static str,
     },
-    #[error("{method}: decoding {want}: {source}")]
+    #[error("{method}: decoding {want}: {error}")]
     Decode {
         method: String,
         want: &'static str,
-        #[source]
-        source: GobError,
+        error: GobError,
     },
-    #[error("{method}: {source}")]
+    #[error("{method}: {error}")]
     Model {
         method: String,
-        #[source]
-        source: crate::model::ModelError,
+        error: crate::model::ModelError,
     },
 }
 
-/// Which argument each method takes: `None` for a nil interface.
-fn argument_of(method: &str) -> Option<Option<(&'static str, &'static Schema)>> {
+/// The argument a method takes, and how it becomes a [`Call`].
+enum Argument {
+    /// A nil interface.
+    Nil(fn() -> Call),
+    /// An interface holding the Go type `want`.
+    Value {
+        want: &'static str,
+        schema: &'static Schema,
+        build: fn(&Args) -> Result<Call, CallError>,
+    },
+}
+
+/// The argument of each method, by the name argo-rollouts registers it under.
+fn argument_of(method: &str) -> Option<Argument> {
+    let value = |want, schema, build| Argument::Value {
+        want,
+        schema,
+        build,
+    };
     Some(match method {
-        "InitPlugin" | "Type" => None,
-        "UpdateHash" => Some(("UpdateHashArgs", &UPDATE_HASH_ARGS)),
-        "SetWeight" | "VerifyWeight" => Some((
+        "InitPlugin" => Argument::Nil(|| Call::InitPlugin),
+        "Type" => Argument::Nil(|| Call::Type),
+        "UpdateHash" => value("UpdateHashArgs", &UPDATE_HASH_ARGS, |a| {
+            Ok(Call::UpdateHash {
+                rollout: a.rollout()?,
+                canary_hash: a.string("CanaryHash"),
+                stable_hash: a.string("StableHash"),
+                additional: a.additional()?,
+            })
+        }),
+        "SetWeight" => value(
             "SetWeightAndVerifyWeightArgs",
             &SET_WEIGHT_AND_VERIFY_WEIGHT_ARGS,
-        )),
-        "SetHeaderRoute" => Some(("SetHeaderArgs", &SET_HEADER_ARGS)),
-        "SetMirrorRoute" => Some(("SetMirrorArgs", &SET_MIRROR_ARGS)),
-        "RemoveManagedRoutes" => Some(("RemoveManagedRoutesArgs", &ROLLOUT_ONLY_ARGS)),
-        "GetWeightUpdateDeadline" => Some(("GetWeightUpdateDeadlineArgs", &ROLLOUT_ONLY_ARGS)),
-        "ClearWeightUpdateDeadline" => Some(("ClearWeightUpdateDeadlineArgs", &ROLLOUT_ONLY_ARGS)),
+            |a| {
+                Ok(Call::SetWeight {
+                    rollout: a.rollout()?,
+                    desired_weight: a.weight()?,
+                    additional: a.additional()?,
+                })
+            },
+        ),
+        "VerifyWeight" => value(
+            "SetWeightAndVerifyWeightArgs",
+            &SET_WEIGHT_AND_VERIFY_WEIGHT_ARGS,
+            |a| {
+                Ok(Call::VerifyWeight {
+                    rollout: a.rollout()?,
+                    desired_weight: a.weight()?,
+                    additional: a.additional()?,
+                })
+            },
+        ),
+        "SetHeaderRoute" => value("SetHeaderArgs", &SET_HEADER_ARGS, |a| {
+            Ok(Call::SetHeaderRoute {
+                rollout: a.rollout()?,
+                route: a.model(object_or_empty(a.field("SetHeaderRoute")), "SetHeaderRoute")?,
+            })
+        }),
+        "SetMirrorRoute" => value("SetMirrorArgs", &SET_MIRROR_ARGS, |a| {
+            Ok(Call::SetMirrorRoute {
+                rollout: a.rollout()?,
+                route: a.model(object_or_empty(a.field("SetMirrorRoute")), "SetMirrorRoute")?,
+            })
+        }),
+        "RemoveManagedRoutes" => value("RemoveManagedRoutesArgs", &ROLLOUT_ONLY_ARGS, |a| {
+            Ok(Call::RemoveManagedRoutes {
+                rollout: a.rollout()?,
+            })
+        }),
+        "GetWeightUpdateDeadline" => {
+            value("GetWeightUpdateDeadlineArgs", &ROLLOUT_ONLY_ARGS, |a| {
+                Ok(Call::GetWeightUpdateDeadline {
+                    rollout: a.rollout()?,
+                })
+            })
+        }
+        "ClearWeightUpdateDeadline" => {
+            value("ClearWeightUpdateDeadlineArgs", &ROLLOUT_ONLY_ARGS, |a| {
+                Ok(Call::ClearWeightUpdateDeadline {
+                    rollout: a.rollout()?,
+                })
+            })
+        }
         _ => return None,
     })
+}
+
+/// A decoded argument struct (Go field names as keys) of one request.
+struct Args<'a> {
+    method: &'a str,
+    want: &'static str,
+    fields: Value,
+}
+
+impl Args<'_> {
+    fn field(&self, key: &str) -> Value {
+        self.fields.get(key).cloned().unwrap_or(Value::Null)
+    }
+
+    fn string(&self, key: &str) -> String {
+        self.fields
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn model<T: serde::de::DeserializeOwned>(
+        &self,
+        value: Value,
+        what: &str,
+    ) -> Result<T, CallError> {
+        crate::model::from_value(value, what).map_err(|error| CallError::Model {
+            method: self.method.to_string(),
+            error,
+        })
+    }
+
+    fn rollout(&self) -> Result<Rollout, CallError> {
+        Rollout::from_json(flatten_rollout(self.fields.get("Rollout").cloned())).map_err(|error| {
+            CallError::Model {
+                method: self.method.to_string(),
+                error,
+            }
+        })
+    }
+
+    fn weight(&self) -> Result<i32, CallError> {
+        let w = self.field("DesiredWeight").as_i64().unwrap_or(0);
+        i32::try_from(w).map_err(|_| CallError::Decode {
+            method: self.method.to_string(),
+            want: self.want,
+            error: GobError::Mismatch(format!("DesiredWeight {w} out of range")),
+        })
+    }
+
+    fn additional(&self) -> Result<Vec<WeightDestination>, CallError> {
+        let value = match self.field("AdditionalDestinations") {
+            Value::Null => Value::Array(Vec::new()),
+            v => v,
+        };
+        self.model(value, "AdditionalDestinations")
+    }
 }
 
 /// Decodes the body of a `Plugin.*` request into a [`Call`], checking the
@@ -125,30 +194,31 @@ pub fn decode_call(
     if service != "Plugin" {
         return Err(CallError::UnknownService(service_method.to_string()));
     }
-    let expected =
-        argument_of(method).ok_or_else(|| CallError::UnknownMethod(service_method.to_string()))?;
+    let argument = argument_of(method).ok_or_else(|| CallError::UnknownMethod {
+        method: service_method.to_string(),
+    })?;
     let wrong = |got: String, want: &'static str| CallError::WrongArgument {
         method: service_method.to_string(),
         got,
         want,
     };
-    let (name, schema, type_id, bytes) = match (expected, body) {
-        (None, Body::Nil) => {
-            return Ok(if method == "Type" {
-                Call::Type
-            } else {
-                Call::InitPlugin
-            });
-        }
-        (None, Body::Interface { name, .. }) => {
+    let (want, schema, build, type_id, bytes) = match (argument, body) {
+        (Argument::Nil(call), Body::Nil) => return Ok(call()),
+        (Argument::Nil(_), Body::Interface { name, .. }) => {
             return Err(wrong(
                 format!("interface holding {name}"),
                 "a nil interface",
             ));
         }
-        (Some((want, _)), Body::Nil) => return Err(wrong("a nil interface".into(), want)),
+        (Argument::Value { want, .. }, Body::Nil) => {
+            return Err(wrong("a nil interface".into(), want));
+        }
         (
-            Some((want, schema)),
+            Argument::Value {
+                want,
+                schema,
+                build,
+            },
             Body::Interface {
                 name,
                 type_id,
@@ -158,89 +228,33 @@ pub fn decode_call(
             if name != want {
                 return Err(wrong(format!("interface holding {name}"), want));
             }
-            (want, schema, *type_id, value)
+            (want, schema, build, *type_id, value)
         }
-        (expected, Body::Plain { type_id, .. }) => {
+        (argument, Body::Plain { type_id, .. }) => {
             return Err(wrong(
                 format!(
                     "a non-interface value of {}",
                     values.types.describe(*type_id)
                 ),
-                expected.map_or("a nil interface", |(want, _)| want),
+                match argument {
+                    Argument::Nil(_) => "a nil interface",
+                    Argument::Value { want, .. } => want,
+                },
             ));
         }
     };
-    let decode_err = |source| CallError::Decode {
-        method: service_method.to_string(),
-        want: name,
-        source,
-    };
     let mut r = Reader::new(bytes);
-    let args = values
+    let fields = values
         .decode(schema, type_id, &mut r, 0)
-        .map_err(decode_err)?;
-    let model_err = |source| CallError::Model {
-        method: service_method.to_string(),
-        source,
-    };
-    let rollout =
-        Rollout::from_json(flatten_rollout(args.get("Rollout").cloned())).map_err(model_err)?;
-    let field = |key: &str| args.get(key).cloned().unwrap_or(Value::Null);
-    let string = |key: &str| field(key).as_str().unwrap_or_default().to_string();
-    let weight = || -> Result<i32, CallError> {
-        let w = field("DesiredWeight").as_i64().unwrap_or(0);
-        i32::try_from(w).map_err(|_| {
-            decode_err(GobError::Mismatch(format!(
-                "DesiredWeight {w} out of range"
-            )))
-        })
-    };
-    let additional = || -> Result<Vec<WeightDestination>, CallError> {
-        crate::model::from_value(
-            match field("AdditionalDestinations") {
-                Value::Null => Value::Array(Vec::new()),
-                v => v,
-            },
-            "AdditionalDestinations",
-        )
-        .map_err(model_err)
-    };
-    Ok(match method {
-        "UpdateHash" => Call::UpdateHash {
-            rollout,
-            canary_hash: string("CanaryHash"),
-            stable_hash: string("StableHash"),
-            additional: additional()?,
-        },
-        "SetWeight" => Call::SetWeight {
-            rollout,
-            desired_weight: weight()?,
-            additional: additional()?,
-        },
-        "VerifyWeight" => Call::VerifyWeight {
-            rollout,
-            desired_weight: weight()?,
-            additional: additional()?,
-        },
-        "SetHeaderRoute" => Call::SetHeaderRoute {
-            rollout,
-            route: crate::model::from_value(
-                object_or_empty(field("SetHeaderRoute")),
-                "SetHeaderRoute",
-            )
-            .map_err(model_err)?,
-        },
-        "SetMirrorRoute" => Call::SetMirrorRoute {
-            rollout,
-            route: crate::model::from_value(
-                object_or_empty(field("SetMirrorRoute")),
-                "SetMirrorRoute",
-            )
-            .map_err(model_err)?,
-        },
-        "RemoveManagedRoutes" => Call::RemoveManagedRoutes { rollout },
-        "GetWeightUpdateDeadline" => Call::GetWeightUpdateDeadline { rollout },
-        _ => Call::ClearWeightUpdateDeadline { rollout },
+        .map_err(|error| CallError::Decode {
+            method: service_method.to_string(),
+            want,
+            error,
+        })?;
+    build(&Args {
+        method: service_method,
+        want,
+        fields,
     })
 }
 

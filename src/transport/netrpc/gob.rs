@@ -597,7 +597,7 @@ pub struct RawRequest {
     pub body: std::result::Result<Body, GobError>,
 }
 
-enum Phase {
+enum StreamState {
     Header,
     Body(Header),
     /// Inside an interface body, between its name and its value: type
@@ -612,7 +612,7 @@ enum Phase {
 /// requests, one message at a time.
 pub struct RequestStream {
     pub values: ValueDecoder,
-    phase: Phase,
+    phase: StreamState,
 }
 
 static REQUEST_FIELDS: Schema = Schema::Struct(&[
@@ -638,7 +638,7 @@ impl RequestStream {
     pub fn new() -> Self {
         RequestStream {
             values: ValueDecoder::default(),
-            phase: Phase::Header,
+            phase: StreamState::Header,
         }
     }
 
@@ -646,9 +646,9 @@ impl RequestStream {
     /// once its body is complete. `Err` means the header could not be read;
     /// the stream stays usable for the next request.
     pub fn push(&mut self, msg: &[u8]) -> Result<Option<RawRequest>> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Header);
+        let phase = std::mem::replace(&mut self.phase, StreamState::Header);
         match phase {
-            Phase::Header => {
+            StreamState::Header => {
                 let mut r = Reader::new(msg);
                 let id = r.int()?;
                 if id < 0 {
@@ -656,14 +656,14 @@ impl RequestStream {
                     return Ok(None);
                 }
                 let header = self.read_header(id, &mut r)?;
-                self.phase = Phase::Body(header);
+                self.phase = StreamState::Body(header);
                 Ok(None)
             }
-            Phase::Body(header) => {
+            StreamState::Body(header) => {
                 let mut r = Reader::new(msg);
                 let body = match self.read_body_start(&mut r) {
                     Ok(BodyStart::TypeDefinition) => {
-                        self.phase = Phase::Body(header);
+                        self.phase = StreamState::Body(header);
                         return Ok(None);
                     }
                     Ok(BodyStart::Done(body)) => Ok(body),
@@ -674,7 +674,7 @@ impl RequestStream {
                 };
                 Ok(Some(RawRequest { header, body }))
             }
-            Phase::InterfaceTypes { header, name } => {
+            StreamState::InterfaceTypes { header, name } => {
                 let mut r = Reader::new(msg);
                 Ok(self.interface_types(header, name, &mut r))
             }
@@ -758,7 +758,7 @@ impl RequestStream {
         })();
         match step {
             Ok(None) => {
-                self.phase = Phase::InterfaceTypes { header, name };
+                self.phase = StreamState::InterfaceTypes { header, name };
                 None
             }
             Ok(Some(body)) => Some(RawRequest {

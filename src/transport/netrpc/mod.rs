@@ -41,9 +41,15 @@ pub enum Ended {
 #[derive(Debug, thiserror::Error)]
 pub enum NetRpcError {
     #[error("accepting the host's connection: {0}")]
-    Accept(#[source] std::io::Error),
+    Accept(std::io::Error),
     #[error("yamux: {0}")]
-    Yamux(#[from] goplugin::yamux::Error),
+    Yamux(goplugin::yamux::Error),
+}
+
+impl From<goplugin::yamux::Error> for NetRpcError {
+    fn from(error: goplugin::yamux::Error) -> Self {
+        NetRpcError::Yamux(error)
+    }
 }
 
 /// Serves the host's connection on `listener` until it quits or goes away.

@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
-use super::calls::{Call, decode_call};
+use super::calls::decode_call;
 use super::gob::{GobError, RawRequest, RequestStream, split_message};
-use crate::router::{RouterError, TrafficRouter};
+use crate::router::{Outcome, TrafficRouter, Verification, dispatch};
 
 /// `types.RpcError`: an empty string is success.
 #[derive(Gob, Debug, Default, Clone, PartialEq, Eq)]
@@ -51,9 +51,9 @@ pub enum Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeStreamError {
     #[error("reading the plugin stream: {0}")]
-    Read(#[source] std::io::Error),
+    Read(std::io::Error),
     #[error("unreadable message framing, cannot resynchronise: {0}")]
-    Framing(#[source] GobError),
+    Framing(GobError),
 }
 
 type Writer<S> = Arc<Mutex<(WriteHalf<S>, Encoder)>>;
@@ -127,109 +127,49 @@ impl<R: TrafficRouter + 'static> PluginStream<R> {
                 return;
             }
         };
-        let span = tracing::info_span!(
-            "call",
-            call = %header.service_method,
-            seq = header.seq,
-            rollout = %call.rollout().map(|r| r.key()).unwrap_or_default(),
-        );
+        let span = tracing::debug_span!("netrpc", seq = header.seq);
         let router = self.router.clone();
         let writer = writer.clone();
         tokio::spawn(
             async move {
-                let reply = run(&*router, call).await;
-                respond(&writer, header, Ok(reply)).await;
+                let outcome = dispatch(&*router, call).await;
+                respond(&writer, header, Ok(Reply::from(outcome))).await;
             }
             .instrument(span),
         );
     }
 }
 
-/// Runs one call; business errors go into the reply, as Go plugins do.
-pub async fn run<R: TrafficRouter>(router: &R, call: Call) -> Reply {
-    fn rpc_error(result: Result<(), RouterError>) -> RpcError {
-        match result {
-            Ok(()) => RpcError::default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "call failed");
-                RpcError {
-                    error_string: e.to_string(),
-                }
-            }
-        }
-    }
-    let started = std::time::Instant::now();
-    let reply = match call {
-        Call::InitPlugin => Reply::Error(rpc_error(router.init_plugin().await)),
-        Call::Type => Reply::Type(router.router_type().to_string()),
-        Call::UpdateHash {
-            rollout,
-            canary_hash,
-            stable_hash,
-            additional,
-        } => Reply::Error(rpc_error(
-            router
-                .update_hash(&rollout, &canary_hash, &stable_hash, &additional)
-                .await,
-        )),
-        Call::SetWeight {
-            rollout,
-            desired_weight,
-            additional,
-        } => Reply::Error(rpc_error(
-            router
-                .set_weight(&rollout, desired_weight, &additional)
-                .await,
-        )),
-        Call::VerifyWeight {
-            rollout,
-            desired_weight,
-            additional,
-        } => Reply::Verify(
-            match router
-                .verify_weight(&rollout, desired_weight, &additional)
-                .await
-            {
-                Ok(v) => VerifyWeightResponse {
-                    verified: v as i32,
+impl From<Outcome> for Reply {
+    fn from(outcome: Outcome) -> Self {
+        let rpc_error = |error: Option<String>| RpcError {
+            error_string: error.unwrap_or_default(),
+        };
+        match outcome {
+            Outcome::Done(result) => Reply::Error(rpc_error(result.err())),
+            Outcome::Type(name) => Reply::Type(name),
+            Outcome::Verified(result) => Reply::Verify(match result {
+                Ok(verification) => VerifyWeightResponse {
+                    verified: verification as i32,
                     err: RpcError::default(),
                 },
                 Err(e) => VerifyWeightResponse {
-                    verified: 0,
-                    err: rpc_error(Err(e)),
+                    verified: Verification::NotVerified as i32,
+                    err: rpc_error(Some(e)),
                 },
-            },
-        ),
-        Call::SetHeaderRoute { rollout, route } => {
-            Reply::Error(rpc_error(router.set_header_route(&rollout, &route).await))
-        }
-        Call::SetMirrorRoute { rollout, route } => {
-            Reply::Error(rpc_error(router.set_mirror_route(&rollout, &route).await))
-        }
-        Call::RemoveManagedRoutes { rollout } => {
-            Reply::Error(rpc_error(router.remove_managed_routes(&rollout).await))
-        }
-        Call::GetWeightUpdateDeadline { rollout } => {
-            Reply::Deadline(match router.get_weight_update_deadline(&rollout).await {
+            }),
+            Outcome::Deadline(result) => Reply::Deadline(match result {
                 Ok(deadline) => WeightUpdateDeadlineResponse {
                     deadline: deadline.map(go_time),
                     err: RpcError::default(),
                 },
                 Err(e) => WeightUpdateDeadlineResponse {
                     deadline: None,
-                    err: rpc_error(Err(e)),
+                    err: rpc_error(Some(e)),
                 },
-            })
+            }),
         }
-        Call::ClearWeightUpdateDeadline { rollout } => Reply::Error(rpc_error(
-            router.clear_weight_update_deadline(&rollout).await,
-        )),
-    };
-    tracing::debug!(
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "call done"
-    );
-    reply
+    }
 }
 
 fn go_time(t: SystemTime) -> GoTime {

@@ -1,12 +1,12 @@
-//! UpdateHash (§6): the DestinationRule's canary and stable subsets select
+//! UpdateHash (see docs/behaviour.md): the DestinationRule's canary and stable subsets select
 //! the ReplicaSets by pod-template-hash; experiment subsets come and go.
 
 use serde_json::{Map, Value, json};
 
 use super::json::type_name;
 use super::{BUILT_IN_MANAGED_BY_ANNOTATION, CoreError, POD_TEMPLATE_HASH_LABEL};
-use crate::cluster::ReplicaSetInfo;
-use crate::config::DestinationRuleRef;
+use crate::istio::config::DestinationRuleRef;
+use crate::model::ReplicaSetInfo;
 use crate::model::{Rollout, WeightDestination};
 
 /// Rewrites the subsets of one DestinationRule document; returns whether it
@@ -55,8 +55,8 @@ pub fn update_destination_rule(
         } else if name == reference.stable_subset_name {
             Some(HashLabel::of_rollout(stable_hash))
         } else if let Some(k) = additional.iter().position(|d| d.service_name == name) {
-            // An experiment subset is present whatever its hash (Q5 fix: no
-            // duplicate subset when the hash is not known yet).
+            // An experiment subset is present whatever its hash: no
+            // duplicate subset when the hash is not known yet.
             present[k] = true;
             Some(HashLabel::Set(additional[k].pod_template_hash.as_str()))
         } else if reference
@@ -136,7 +136,7 @@ impl<'a> HashLabel<'a> {
         }
     }
 
-    /// Edits `subset`, creating `labels` when absent or null (Q6 fix).
+    /// Edits `subset`, creating `labels` when absent or null.
     fn apply(self, subset: &mut Map<String, Value>) -> Result<(), String> {
         match self {
             HashLabel::Remove => {
@@ -166,7 +166,7 @@ fn object_field<'a>(
         .ok_or_else(|| format!("{key} is {found}, not an object"))
 }
 
-/// §6.1: refuses to point a subset at a ReplicaSet that is not fully
+/// The switch delay: refuses to point a subset at a ReplicaSet that is not fully
 /// available yet. Skips the canary ReplicaSet when the rollout is aborted or
 /// dynamically rolling back to stable.
 pub fn check_switch_delay(

@@ -1,14 +1,15 @@
 //! Read → core → write-if-changed, with conflicts retried from a fresh read.
-//! The one place where the router touches the cluster for writes (D3, D7).
+//! The one place where the router touches the cluster for writes (see
+//! "Writes" in docs/behaviour.md).
 
 use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::RouterError;
+use super::IstioError;
+use super::core::CoreError;
 use crate::cluster::{Cluster, ClusterError, ObjectKey};
-use crate::core::CoreError;
 
 /// How often a failed request is tried again before the call gives up.
 #[derive(Debug, Clone, Copy)]
@@ -37,10 +38,10 @@ impl RetryPolicy {
     }
 }
 
-fn cluster_error(verb: &str, key: &ObjectKey, source: ClusterError) -> RouterError {
-    RouterError::Cluster {
+fn cluster_error(verb: &str, key: &ObjectKey, error: ClusterError) -> IstioError {
+    IstioError::Cluster {
         context: format!("{verb} {key}"),
-        source,
+        error,
     }
 }
 
@@ -77,7 +78,7 @@ pub async fn read<C: Cluster>(
     key: &ObjectKey,
     freshness: Freshness,
     retry: &RetryPolicy,
-) -> Result<Value, RouterError> {
+) -> Result<Value, IstioError> {
     retrying(retry, || async {
         match freshness {
             Freshness::Cached => cluster.get(key).await,
@@ -115,7 +116,7 @@ pub async fn read_and_edit<C, F>(
     retry: &RetryPolicy,
     confirm: Confirm,
     edit: F,
-) -> Result<(Value, bool), RouterError>
+) -> Result<(Value, bool), IstioError>
 where
     C: Cluster,
     F: Fn(&mut Value) -> Result<bool, CoreError>,
@@ -133,36 +134,39 @@ where
     Ok((doc, changed))
 }
 
-/// Applies `edit(index, doc)` to every object in `keys` and writes the ones
-/// it changed. All objects are read and edited before the first write, so a
-/// rejected edit writes nothing. Returns the number of objects written.
-pub async fn edit_all<C, F>(
+/// Applies `edit(target, doc)` to the object of every target and writes
+/// the ones it changed. All objects are read and edited before the first
+/// write, so a rejected edit writes nothing. Returns the number of objects
+/// written.
+pub async fn edit_all<C, T, F>(
     cluster: &C,
-    keys: &[ObjectKey],
+    targets: &[(ObjectKey, T)],
     if_missing: IfMissing,
     retry: &RetryPolicy,
     edit: F,
-) -> Result<usize, RouterError>
+) -> Result<usize, IstioError>
 where
     C: Cluster,
-    F: Fn(usize, &mut Value) -> Result<bool, CoreError>,
+    F: Fn(&T, &mut Value) -> Result<bool, CoreError>,
 {
     let mut pending = Vec::new();
-    for (index, key) in keys.iter().enumerate() {
-        let edited = read_and_edit(cluster, key, retry, Confirm::Errors, |doc| edit(index, doc));
+    for (key, target) in targets {
+        let edited = read_and_edit(cluster, key, retry, Confirm::Errors, |doc| {
+            edit(target, doc)
+        });
         match edited.await {
-            Ok((doc, true)) => pending.push((index, doc)),
+            Ok((doc, true)) => pending.push((key, target, doc)),
             Ok((_, false)) => {}
-            Err(RouterError::Cluster {
-                source: ClusterError::NotFound(_),
+            Err(IstioError::Cluster {
+                error: ClusterError::NotFound(_),
                 ..
             }) if if_missing == IfMissing::Skip => {}
             Err(e) => return Err(e),
         }
     }
     let written = pending.len();
-    for (index, doc) in pending {
-        write_with_retry(cluster, &keys[index], doc, retry, |doc| edit(index, doc)).await?;
+    for (key, target, doc) in pending {
+        write_with_retry(cluster, key, doc, retry, |doc| edit(target, doc)).await?;
     }
     Ok(written)
 }
@@ -173,7 +177,7 @@ async fn write_with_retry<C, F>(
     mut doc: Value,
     retry: &RetryPolicy,
     edit: F,
-) -> Result<(), RouterError>
+) -> Result<(), IstioError>
 where
     C: Cluster,
     F: Fn(&mut Value) -> Result<bool, CoreError>,

@@ -1,4 +1,4 @@
-//! SetHeaderRoute (§7): a managed HTTP route that sends requests matching
+//! SetHeaderRoute (see docs/behaviour.md): a managed HTTP route that sends requests matching
 //! headers to the canary.
 
 use serde_json::{Value, json};
@@ -34,7 +34,7 @@ pub fn set_header_route(
 
 /// `[{headers: {<name>: {exact|prefix|regex: v}}}, …]`, one entry per match
 /// (Istio ORs them). A match without exactly one value is rejected: the
-/// built-in panics on a missing value (Q18) and Istio's StringMatch is a oneof.
+/// built-in panics on a missing value and Istio's StringMatch is a oneof.
 fn header_matches(step: &SetHeaderRoute) -> Result<Vec<Value>, CoreError> {
     step.matches
         .iter()

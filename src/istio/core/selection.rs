@@ -1,5 +1,5 @@
-//! Which routes SetWeight edits (§3) and the checks that run before any
-//! change (§4).
+//! Which routes SetWeight edits and the checks that run before any change
+//! (see "Route selection" and "Destination validation" in docs/behaviour.md).
 
 use std::collections::BTreeSet;
 
@@ -7,12 +7,12 @@ use serde_json::Value;
 
 use super::VirtualServiceContext;
 use super::json::{self, RouteKind};
-use crate::config::{RouterConfig, TcpRouteRef, TlsRouteRef};
+use crate::istio::config::{RouterConfig, TcpRouteRef, TlsRouteRef};
 
-/// Indices of the HTTP routes named by `names` (§3.1), de-duplicated (Q9).
-/// With no names, the route is inferred: the single route that is not a
-/// managed route (Q4 fix), else the only route, else the first unnamed one,
-/// else nothing.
+/// Indices of the HTTP routes named by `names`, de-duplicated (a route
+/// selected twice must not lose a destination twice). With no names, the
+/// route is inferred: the single route that is not a managed route, else the
+/// only route, else the first unnamed one, else nothing.
 pub fn select_http(
     routes: &[Value],
     names: &[String],
@@ -114,12 +114,12 @@ fn tcp_route_matches(route: &Value, path: &str, wanted: &TcpRouteRef) -> Result<
     Ok(port_and_sni_hosts(route, path)?.0 == Some(wanted.port))
 }
 
-/// Indices of the TLS routes selected by `wanted` (§3.2), de-duplicated.
+/// Indices of the TLS routes selected by `wanted`, de-duplicated.
 pub fn select_tls(routes: &[Value], wanted: &[TlsRouteRef]) -> Result<Vec<usize>, String> {
     select_by_port(routes, wanted, RouteKind::Tls, tls_route_matches)
 }
 
-/// Indices of the TCP routes selected by `wanted` (§3.3), de-duplicated.
+/// Indices of the TCP routes selected by `wanted`, de-duplicated.
 pub fn select_tcp(routes: &[Value], wanted: &[TcpRouteRef]) -> Result<Vec<usize>, String> {
     select_by_port(routes, wanted, RouteKind::Tcp, tcp_route_matches)
 }
@@ -154,6 +154,10 @@ fn select_by_port<T>(
     Ok(selected)
 }
 
+/// The routes SetWeight edits per kind, in the order of [`RouteKind::ALL`]
+/// (HTTP, TLS, TCP); `None` for a kind the VirtualService does not have.
+pub type Selection = [Option<Vec<usize>>; 3];
+
 /// The routes of `kind` that SetWeight edits, from the configuration only
 /// (no mirror routes); `None` when the VirtualService has no such routes.
 pub fn configured_selection(
@@ -180,11 +184,12 @@ pub fn short_host(host: &str) -> &str {
     host.split('.').next().unwrap_or("")
 }
 
-/// §4: every selected route must carry the canary and the stable
+/// Every selected route must carry the canary and the stable
 /// destination, and an omitted route list must not be ambiguous.
-pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<(), String> {
+pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<Selection, String> {
     let config = ctx.config;
-    for kind in RouteKind::ALL {
+    let mut selection = Selection::default();
+    for (slot, kind) in selection.iter_mut().zip(RouteKind::ALL) {
         let Some(selected) = configured_selection(doc, kind, ctx)? else {
             continue;
         };
@@ -265,8 +270,9 @@ pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<(), Stri
                 "spec.{field}[] should be set in VirtualService and it must have exactly one route when omitting spec.strategy.canary.trafficRouting.plugins[].virtualService.{key}"
             ));
         }
+        *slot = Some(selected);
     }
-    Ok(())
+    Ok(selection)
 }
 
 /// `route[]` of one route.
@@ -298,7 +304,8 @@ pub fn route_label(kind: RouteKind, route: &Value, index: usize) -> String {
 }
 
 /// The first HTTP route SetWeight would edit, chosen from the configured
-/// routes only (§7 step 4, §8 step 4). `Err` when a configured name is
+/// routes only (header and mirror routes take their port from it). `Err`
+/// when a configured name is
 /// missing, `Ok(None)` when nothing can be inferred.
 pub fn first_weighted_http_route<'a>(
     doc: &'a Value,

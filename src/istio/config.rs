@@ -1,4 +1,5 @@
-//! The plugin's configuration (D1): the value under
+//! The plugin's configuration (see "Configuration" in docs/behaviour.md):
+//! the value under
 //! `spec.strategy.canary.trafficRouting.plugins["<plugin name>"]`, shaped like
 //! the built-in's `trafficRouting.istio`, plus what the router reads from the
 //! rest of the Rollout. Unknown keys are rejected so a typo cannot silently
@@ -82,7 +83,7 @@ pub struct RouterConfig {
     pub destination_rule: Option<DestinationRuleRef>,
     /// `Some` when `trafficRouting.managedRoutes` is present (even empty).
     pub managed_routes: Option<Vec<String>>,
-    /// `maxTrafficWeight`, default 100 (D5).
+    /// `maxTrafficWeight`, default 100 (see "SetWeight" in docs/behaviour.md).
     pub max_weight: i64,
 }
 
@@ -173,7 +174,8 @@ impl RouterConfig {
     }
 }
 
-/// `(stable, canary)` services, ping-pong aware (reference §2.2).
+/// `(stable, canary)` services, ping-pong aware (see "Configuration" in
+/// docs/behaviour.md).
 fn resolve_services(rollout: &Rollout) -> (String, String) {
     let Some(canary) = rollout.canary() else {
         return (String::new(), String::new());
@@ -195,7 +197,8 @@ fn resolve_services(rollout: &Rollout) -> (String, String) {
     }
 }
 
-/// Resolves a VirtualService reference to `(namespace, name)` (§2.3).
+/// Resolves a VirtualService reference to `(namespace, name)`: a trailing
+/// `.cluster.local` is dropped, the last dot-separated part is the namespace.
 pub fn virtual_service_location(reference: &str, rollout_namespace: &str) -> (String, String) {
     let trimmed = reference
         .strip_suffix(".cluster.local")

@@ -31,8 +31,8 @@ impl RouteKind {
 }
 
 /// `spec.<kind>` when it holds routes. An absent or null list is "no routes
-/// of that kind"; so is an empty TLS or TCP list (Q17: the built-in indexes
-/// into it and panics). Any other non-list value is an error.
+/// of that kind"; so is an empty TLS or TCP list (the built-in indexes into
+/// it and panics). Any other non-list value is an error.
 pub fn routes(doc: &Value, kind: RouteKind) -> Result<Option<&Vec<Value>>, String> {
     match doc.get("spec").and_then(|spec| spec.get(kind.field())) {
         None | Some(Value::Null) => Ok(None),
@@ -53,7 +53,7 @@ pub fn routes_mut(doc: &mut Value, kind: RouteKind) -> Option<&mut Vec<Value>> {
         .and_then(Value::as_array_mut)
 }
 
-/// `spec.http` for the route-list helpers (§9), which need it present.
+/// `spec.http` for removing and ordering routes, which need it present.
 pub fn http_routes_required(doc: &Value) -> Result<&Vec<Value>, String> {
     routes(doc, RouteKind::Http)?.ok_or_else(|| "spec.http not found".to_string())
 }

@@ -1,4 +1,5 @@
-//! Route-list helpers (§9) and RemoveManagedRoutes (§10).
+//! Removing and ordering routes, and RemoveManagedRoutes (see "Route order
+//! and removal" in docs/behaviour.md).
 
 use std::collections::BTreeSet;
 
@@ -6,11 +7,11 @@ use serde_json::Value;
 
 use super::json::{self, RouteKind};
 use super::{CoreError, VirtualServiceContext};
-use crate::config::RouterConfig;
+use crate::istio::config::RouterConfig;
 use crate::model::Rollout;
 
 /// Removes every HTTP route whose name is `name` (an empty name removes the
-/// unnamed routes, as the built-in does: Q11). Fails when `spec.http` is
+/// unnamed routes, as the built-in does). Fails when `spec.http` is
 /// missing. Returns whether anything was removed.
 pub fn remove_route(doc: &mut Value, name: &str) -> Result<bool, String> {
     remove_routes_where(doc, |route_name| route_name == name)
@@ -61,8 +62,8 @@ pub fn replace_named_route(
 }
 
 /// Puts the managed routes first, in `managedRoutes` order, then the others
-/// in their current order (§9.2). Each route appears exactly once, whatever
-/// the names (Q12 fix). Without `managedRoutes` the order is left alone.
+/// in their current order. Each route appears exactly once, whatever the
+/// names. Without `managedRoutes` the order is left alone.
 pub fn order_routes(doc: &mut Value, config: &RouterConfig) -> Result<(), String> {
     let Some(managed) = &config.managed_routes else {
         return Ok(());
@@ -90,8 +91,8 @@ pub fn order_routes(doc: &mut Value, config: &RouterConfig) -> Result<(), String
 }
 
 /// Deletes the routes the rollout's steps created and the managed routes
-/// (§10). A VirtualService without HTTP routes is left alone (Q13 fix: the
-/// caller goes on with the next one). Returns whether anything changed.
+/// A VirtualService without HTTP routes is left alone (the caller goes on
+/// with the next one). Returns whether anything changed.
 pub fn remove_managed_routes(
     doc: &mut Value,
     ctx: &VirtualServiceContext<'_>,

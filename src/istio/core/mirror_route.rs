@@ -1,4 +1,4 @@
-//! SetMirrorRoute (§8): a managed HTTP route that keeps the current split
+//! SetMirrorRoute (see docs/behaviour.md): a managed HTTP route that keeps the current split
 //! for matching requests and mirrors a percentage of them to the canary.
 
 use serde_json::{Map, Value, json};

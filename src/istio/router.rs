@@ -4,27 +4,41 @@
 use std::time::SystemTime;
 
 use serde_json::Value;
-use tracing::instrument;
 
+use super::config::{RouterConfig, VirtualServiceRef, virtual_service_location};
+use super::core::{self, CanaryTarget, CoreError, VirtualServiceContext, WeightRequest};
 use super::edit::{
     Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
 };
-use super::{RouterError, TrafficRouter, Verification};
-use crate::cluster::{Cluster, IstioKind, ObjectKey};
-use crate::config::{RouterConfig, virtual_service_location};
-use crate::core::{self, CanaryTarget, CoreError, VirtualServiceContext, WeightRequest};
+use super::{IstioError, UnknownApiVersion};
+use crate::cluster::{Cluster, ObjectKey, Resource};
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
+use crate::router::{TrafficRouter, Verification};
 
 pub struct IstioRouter<C> {
     cluster: C,
     plugin_name: String,
+    virtual_services: &'static Resource,
+    destination_rules: &'static Resource,
     retry: RetryPolicy,
 }
 
-/// The VirtualServices of one call with their error labels.
-struct VirtualServices {
-    keys: Vec<ObjectKey>,
-    labels: Vec<String>,
+/// One configured VirtualService of a call: what the core needs to edit it.
+struct VirtualService<'a> {
+    /// `VirtualService ns/name`, for error messages.
+    label: String,
+    config: &'a RouterConfig,
+    reference: &'a VirtualServiceRef,
+}
+
+impl VirtualService<'_> {
+    fn context(&self) -> VirtualServiceContext<'_> {
+        VirtualServiceContext {
+            object: &self.label,
+            config: self.config,
+            reference: self.reference,
+        }
+    }
 }
 
 impl<C: Cluster> IstioRouter<C> {
@@ -33,8 +47,18 @@ impl<C: Cluster> IstioRouter<C> {
         IstioRouter {
             cluster,
             plugin_name: plugin_name.into(),
+            virtual_services: &super::VIRTUAL_SERVICES[0],
+            destination_rules: &super::DESTINATION_RULES[0],
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// The `networking.istio.io` version to read and write (one of
+    /// [`super::API_VERSIONS`]).
+    pub fn with_api_version(mut self, api_version: &str) -> Result<Self, UnknownApiVersion> {
+        self.virtual_services = super::virtual_service(api_version)?;
+        self.destination_rules = super::destination_rule(api_version)?;
+        Ok(self)
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -46,21 +70,30 @@ impl<C: Cluster> IstioRouter<C> {
         &self.cluster
     }
 
-    fn config(&self, rollout: &Rollout) -> Result<RouterConfig, RouterError> {
+    fn config(&self, rollout: &Rollout) -> Result<RouterConfig, IstioError> {
         Ok(RouterConfig::from_rollout(rollout, &self.plugin_name)?)
     }
 
-    fn virtual_services(config: &RouterConfig) -> VirtualServices {
-        let keys: Vec<ObjectKey> = config
+    /// The configured VirtualServices, each with its key.
+    fn virtual_services<'a>(
+        &self,
+        config: &'a RouterConfig,
+    ) -> Vec<(ObjectKey, VirtualService<'a>)> {
+        config
             .virtual_services
             .iter()
-            .map(|vs| {
-                let (namespace, name) = virtual_service_location(&vs.name, &config.namespace);
-                ObjectKey::new(IstioKind::VirtualService, namespace, name)
+            .map(|reference| {
+                let (namespace, name) =
+                    virtual_service_location(&reference.name, &config.namespace);
+                let key = ObjectKey::new(self.virtual_services, namespace, name);
+                let vs = VirtualService {
+                    label: key.to_string(),
+                    config,
+                    reference,
+                };
+                (key, vs)
             })
-            .collect();
-        let labels = keys.iter().map(ToString::to_string).collect();
-        VirtualServices { keys, labels }
+            .collect()
     }
 
     /// Edits every configured VirtualService with `edit`.
@@ -69,39 +102,46 @@ impl<C: Cluster> IstioRouter<C> {
         config: &RouterConfig,
         if_missing: IfMissing,
         edit: F,
-    ) -> Result<usize, RouterError>
+    ) -> Result<usize, IstioError>
     where
         F: Fn(&mut Value, &VirtualServiceContext<'_>) -> Result<bool, CoreError>,
     {
-        let vss = Self::virtual_services(config);
+        let targets = self.virtual_services(config);
         edit_all(
             &self.cluster,
-            &vss.keys,
+            &targets,
             if_missing,
             &self.retry,
-            |i, doc| {
-                let ctx = VirtualServiceContext {
-                    object: &vss.labels[i],
-                    config,
-                    reference: &config.virtual_services[i],
-                };
-                edit(doc, &ctx)
-            },
+            |vs, doc| edit(doc, &vs.context()),
         )
         .await
     }
 
-    fn destination_rule_key(config: &RouterConfig) -> Option<ObjectKey> {
+    /// Header and mirror routes: edits every configured VirtualService with
+    /// `edit`, given where the route sends traffic.
+    async fn edit_canary_route<F>(&self, rollout: &Rollout, edit: F) -> Result<(), IstioError>
+    where
+        F: Fn(&mut Value, &VirtualServiceContext<'_>, &CanaryTarget) -> Result<bool, CoreError>,
+    {
+        let config = self.config(rollout)?;
+        let target = self.canary_target(&config).await?;
+        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| edit(doc, ctx, &target))
+            .await?;
+        Ok(())
+    }
+
+    fn destination_rule_key(&self, config: &RouterConfig) -> Option<ObjectKey> {
         config
             .destination_rule
             .as_ref()
-            .map(|dr| ObjectKey::new(IstioKind::DestinationRule, &config.namespace, &dr.name))
+            .map(|dr| ObjectKey::new(self.destination_rules, &config.namespace, &dr.name))
     }
 
     /// Where header and mirror routes point: the DestinationRule's host and
-    /// canary subset, else the canary Service (§7 step 2).
-    async fn canary_target(&self, config: &RouterConfig) -> Result<CanaryTarget, RouterError> {
-        let Some(key) = Self::destination_rule_key(config) else {
+    /// canary subset, else the canary Service (see "SetHeaderRoute" in
+    /// docs/behaviour.md).
+    async fn canary_target(&self, config: &RouterConfig) -> Result<CanaryTarget, IstioError> {
+        let Some(key) = self.destination_rule_key(config) else {
             return Ok(CanaryTarget {
                 host: config.canary_service.clone(),
                 subset: None,
@@ -127,32 +167,28 @@ impl<C: Cluster> IstioRouter<C> {
 }
 
 impl<C: Cluster> TrafficRouter for IstioRouter<C> {
-    #[instrument(name = "InitPlugin", skip_all)]
-    async fn init_plugin(&self) -> Result<(), RouterError> {
-        self.cluster
-            .init()
-            .await
-            .map_err(|e| RouterError::Init(format!("cannot connect to Kubernetes: {e}")))
+    type Error = IstioError;
+
+    async fn init_plugin(&self) -> Result<(), IstioError> {
+        self.cluster.init().await.map_err(IstioError::Init)
     }
 
     fn router_type(&self) -> &'static str {
         "Istio"
     }
 
-    #[instrument(name = "UpdateHash", skip_all, fields(rollout = %rollout.key(), canary_hash, stable_hash))]
     async fn update_hash(
         &self,
         rollout: &Rollout,
         canary_hash: &str,
         stable_hash: &str,
         additional: &[WeightDestination],
-    ) -> Result<(), RouterError> {
+    ) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
-        let (Some(reference), Some(key)) = (
-            &config.destination_rule,
-            Self::destination_rule_key(&config),
-        ) else {
-            // Host-based split: nothing to label (Q16: no delay check either).
+        let (Some(reference), Some(key)) =
+            (&config.destination_rule, self.destination_rule_key(&config))
+        else {
+            // Host-based split: nothing to label, and no delay check either.
             return Ok(());
         };
         let services_named = rollout
@@ -164,19 +200,19 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
                     .list_replica_sets(&config.namespace, &config.rollout_name)
             })
             .await
-            .map_err(|source| RouterError::Cluster {
+            .map_err(|error| IstioError::Cluster {
                 context: format!("listing the ReplicaSets of rollout {}", rollout.key()),
-                source,
+                error,
             })?;
             core::check_switch_delay(rollout, canary_hash, stable_hash, &replica_sets)?;
         }
         let label = key.to_string();
         edit_all(
             &self.cluster,
-            std::slice::from_ref(&key),
+            &[(key, ())],
             IfMissing::Fail,
             &self.retry,
-            |_, doc| {
+            |(), doc| {
                 core::update_destination_rule(
                     doc,
                     &label,
@@ -191,13 +227,12 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
-    #[instrument(name = "SetWeight", skip_all, fields(rollout = %rollout.key(), weight = desired_weight))]
     async fn set_weight(
         &self,
         rollout: &Rollout,
         desired_weight: i32,
         additional: &[WeightDestination],
-    ) -> Result<(), RouterError> {
+    ) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
         self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
@@ -207,56 +242,42 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
-    #[instrument(name = "SetHeaderRoute", skip_all, fields(rollout = %rollout.key(), route = %route.name))]
     async fn set_header_route(
         &self,
         rollout: &Rollout,
         route: &SetHeaderRoute,
-    ) -> Result<(), RouterError> {
-        let config = self.config(rollout)?;
-        let target = self.canary_target(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
-            core::set_header_route(doc, ctx, route, &target)
+    ) -> Result<(), IstioError> {
+        self.edit_canary_route(rollout, |doc, ctx, target| {
+            core::set_header_route(doc, ctx, route, target)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
-    #[instrument(name = "SetMirrorRoute", skip_all, fields(rollout = %rollout.key(), route = %route.name))]
     async fn set_mirror_route(
         &self,
         rollout: &Rollout,
         route: &SetMirrorRoute,
-    ) -> Result<(), RouterError> {
-        let config = self.config(rollout)?;
-        let target = self.canary_target(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
-            core::set_mirror_route(doc, ctx, route, &target)
+    ) -> Result<(), IstioError> {
+        self.edit_canary_route(rollout, |doc, ctx, target| {
+            core::set_mirror_route(doc, ctx, route, target)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// Verified when SetWeight with these arguments would change nothing (D2).
-    #[instrument(name = "VerifyWeight", skip_all, fields(rollout = %rollout.key(), weight = desired_weight))]
+    /// Verified when SetWeight with these arguments would change nothing.
     async fn verify_weight(
         &self,
         rollout: &Rollout,
         desired_weight: i32,
         additional: &[WeightDestination],
-    ) -> Result<Verification, RouterError> {
+    ) -> Result<Verification, IstioError> {
         let config = self.config(rollout)?;
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
-        let vss = Self::virtual_services(&config);
-        for (i, key) in vss.keys.iter().enumerate() {
-            let ctx = VirtualServiceContext {
-                object: &vss.labels[i],
-                config: &config,
-                reference: &config.virtual_services[i],
-            };
+        for (key, vs) in self.virtual_services(&config) {
+            let ctx = vs.context();
             let (_, would_change) = read_and_edit(
                 &self.cluster,
-                key,
+                &key,
                 &self.retry,
                 Confirm::ErrorsAndChanges,
                 |doc| core::set_weight(doc, &ctx, request),
@@ -270,8 +291,7 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(Verification::Verified)
     }
 
-    #[instrument(name = "RemoveManagedRoutes", skip_all, fields(rollout = %rollout.key()))]
-    async fn remove_managed_routes(&self, rollout: &Rollout) -> Result<(), RouterError> {
+    async fn remove_managed_routes(&self, rollout: &Rollout) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
         self.edit_virtual_services(&config, IfMissing::Skip, |doc, ctx| {
             core::remove_managed_routes(doc, ctx, rollout)
@@ -280,14 +300,15 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         Ok(())
     }
 
+    /// This router never asks the controller to delay a weight change.
     async fn get_weight_update_deadline(
         &self,
         _rollout: &Rollout,
-    ) -> Result<Option<SystemTime>, RouterError> {
+    ) -> Result<Option<SystemTime>, IstioError> {
         Ok(None)
     }
 
-    async fn clear_weight_update_deadline(&self, _rollout: &Rollout) -> Result<(), RouterError> {
+    async fn clear_weight_update_deadline(&self, _rollout: &Rollout) -> Result<(), IstioError> {
         Ok(())
     }
 }

@@ -1,12 +1,11 @@
 //! The pure Istio core: VirtualService / DestinationRule JSON in, new JSON
-//! out. No I/O, no wire formats; every rule of the behaviour reference lives
-//! here (route selection §3, validation §4, weights §5, DestinationRule §6,
-//! header routes §7, mirror routes §8, route-list helpers §9, managed-route
-//! removal §10), with the decisions D1–D8 applied.
+//! out. No I/O, no wire formats; every rule of docs/behaviour.md lives here
+//! (route selection, validation, weights, DestinationRule, header and mirror
+//! routes, route order and removal).
 //!
 //! Every function edits a document in place and leaves every field it does
 //! not own untouched; callers compare before and after to decide whether a
-//! write is needed (D3).
+//! write is needed (no write without a change).
 
 mod destination_rule;
 mod header_route;
@@ -30,7 +29,7 @@ pub const BUILT_IN_MANAGED_BY_ANNOTATION: &str = "argo-rollouts.argoproj.io/mana
 pub const POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 
 /// Why the core refused a document or a call. Messages name the object, the
-/// route and the JSON path, so a user can act on them (D6).
+/// route and the JSON path, so a user can act on them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CoreError {
     /// The object's content does not allow the change (missing route,
@@ -59,8 +58,8 @@ impl CoreError {
 pub struct VirtualServiceContext<'a> {
     /// `VirtualService ns/name`, used in error messages.
     pub object: &'a str,
-    pub config: &'a crate::config::RouterConfig,
-    pub reference: &'a crate::config::VirtualServiceRef,
+    pub config: &'a crate::istio::config::RouterConfig,
+    pub reference: &'a crate::istio::config::VirtualServiceRef,
 }
 
 impl VirtualServiceContext<'_> {
@@ -69,7 +68,8 @@ impl VirtualServiceContext<'_> {
     }
 }
 
-/// Where header and mirror routes send traffic (§7 step 2).
+/// Where header and mirror routes send traffic: the DestinationRule's host
+/// and canary subset, else the canary Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryTarget {
     pub host: String,

@@ -1,5 +1,5 @@
-//! SetWeight (§5) with D5: stable = max(0, T − desired − Σ additional −
-//! Σ current additional-subset weights), T = maxTrafficWeight.
+//! SetWeight (see docs/behaviour.md): stable = max(0, T − desired −
+//! Σ additional − Σ current additional-subset weights), T = maxTrafficWeight.
 
 use std::collections::BTreeSet;
 
@@ -58,19 +58,18 @@ impl<'a> WeightRequest<'a> {
 }
 
 /// Applies SetWeight to one VirtualService document; returns whether it
-/// changed. Validation (§4) runs first, so an error leaves `doc` untouched.
+/// changed. Validation runs first, so an error leaves `doc` untouched.
 pub fn set_weight(
     doc: &mut Value,
     ctx: &VirtualServiceContext<'_>,
     request: WeightRequest<'_>,
 ) -> Result<bool, CoreError> {
-    selection::validate(doc, ctx).map_err(|e| ctx.error(e))?;
+    // Validation selects the routes; the edit reuses that selection.
+    let selection = selection::validate(doc, ctx).map_err(|e| ctx.error(e))?;
     let mut edited = doc.clone();
     let mut changed = false;
-    for kind in RouteKind::ALL {
-        let Some(mut selected) =
-            selection::configured_selection(&edited, kind, ctx).map_err(|e| ctx.error(e))?
-        else {
+    for (kind, selected) in RouteKind::ALL.into_iter().zip(selection) {
+        let Some(mut selected) = selected else {
             continue;
         };
         if kind == RouteKind::Http {
@@ -102,7 +101,7 @@ pub fn set_weight(
     Ok(true)
 }
 
-/// HTTP routes with a `mirror` whose name is a managed route (§5.2): they
+/// HTTP routes with a `mirror` whose name is a managed route: they
 /// carry the canary/stable split for mirrored requests, so they follow it.
 fn managed_mirror_routes(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Vec<usize> {
     let Ok(Some(routes)) = json::routes(doc, RouteKind::Http) else {
@@ -121,13 +120,14 @@ fn managed_mirror_routes(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Vec<us
 }
 
 /// What happens to one destination of a selected route.
-enum Target {
+enum Fate {
     Keep,
     Weight(i64),
     Delete,
 }
 
-/// Re-weights one route's destinations (§5.3, §5.6).
+/// Re-weights one route's destinations: weight changes and appends first,
+/// then deletions from the highest index down.
 fn reweight_route(
     route: &mut Value,
     path: &str,
@@ -179,26 +179,26 @@ fn reweight_route(
     let mut targets = Vec::with_capacity(views.len());
     for (host, subset, weight) in &views {
         let target = if host.is_empty() {
-            Target::Keep
+            Fate::Keep
         } else if host == &config.canary_service || (!subset.is_empty() && subset == canary_subset)
         {
-            Target::Weight(request.desired)
+            Fate::Weight(request.desired)
         } else if host == &config.stable_service || (!subset.is_empty() && subset == stable_subset)
         {
-            Target::Weight(stable_weight)
+            Fate::Weight(stable_weight)
         } else if let Some(k) = (0..request.additional.len())
             .find(|&k| !claimed[k] && request.additional[k].service_name == *host)
         {
             claimed[k] = true;
-            Target::Weight(i64::from(request.additional[k].weight))
+            Fate::Weight(i64::from(request.additional[k].weight))
         } else if is_additional_subset(subset) {
-            Target::Keep
+            Fate::Keep
         } else if *weight != 0 {
             // A destination the rollout does not know with traffic: drop it.
-            // One with no traffic is left alone (Q2).
-            Target::Delete
+            // One with no traffic is left alone, as the built-in does.
+            Fate::Delete
         } else {
-            Target::Keep
+            Fate::Keep
         };
         targets.push(target);
     }
@@ -219,11 +219,11 @@ fn reweight_route(
     let mut deletions = Vec::new();
     for (i, (target, (_, _, current))) in targets.iter().zip(&views).enumerate() {
         match target {
-            Target::Weight(w) if w != current => {
+            Fate::Weight(w) if w != current => {
                 list[i]["weight"] = json!(w);
                 changed = true;
             }
-            Target::Delete => deletions.push(i),
+            Fate::Delete => deletions.push(i),
             _ => {}
         }
     }
