@@ -75,9 +75,9 @@ async fn run_steps(
     let version = &context.controller.version;
     let namespace = namespace_for(&scenario.name, version);
     eprintln!(
-        "e2e: {} [argo-rollouts {version}] in namespace {namespace}: {}",
+        "e2e: {} [argo-rollouts {version}] in namespace {namespace} ({})",
         scenario.name,
-        scenario.description.trim()
+        scenario.file.display()
     );
     let mut vars = HashMap::from([("namespace".to_string(), namespace.clone())]);
     let manifests = substitute_text(&scenario.manifests, &vars);

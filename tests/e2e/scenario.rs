@@ -12,8 +12,9 @@ use serde_json::Value;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scenario {
     pub name: String,
-    #[serde(default)]
-    pub description: String,
+    /// What the scenario shows (for readers of the file).
+    #[serde(default, rename = "description")]
+    _description: String,
     /// Runs alone (it disturbs what other scenarios share, e.g. the plugin
     /// process).
     #[serde(default)]
