@@ -100,6 +100,7 @@ impl PluginSide for MockController {
                 verified,
                 type_name,
                 deadline: deadline.map(super::expect::rfc3339),
+                broken: None,
             }
         })
     }

@@ -1,7 +1,8 @@
 //! What a transport gives the runner: a cluster it can arrange and inspect,
 //! and a plugin it can call. Each transport (in-process, the binary over
-//! net/rpc, the binary over gRPC) implements [`Transport`]; the two process
-//! transports share one cluster side, the API stand-in.
+//! net/rpc, the binary over gRPC, the binary under the controller's own Go
+//! client) implements [`Transport`]; the process transports share one
+//! cluster side, the API stand-in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +24,9 @@ pub struct Outcome {
     pub type_name: Option<String>,
     /// RFC 3339, when GetWeightUpdateDeadline returned one.
     pub deadline: Option<String>,
+    /// The transport itself failed (not the plugin): the case fails with
+    /// this, whatever it expects of the call.
+    pub broken: Option<String>,
 }
 
 /// The cluster the plugin edits, as the case arranges and inspects it.
