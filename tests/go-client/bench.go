@@ -126,7 +126,6 @@ func runBench(c *controller, current *atomic.Value, rollouts int) (failure strin
 
 	benchPhase("steady-state begin")
 
-
 	current.Store("Type")
 	times := make([]time.Duration, 0, benchSetCalls)
 	for n := 0; n < benchTypeCalls; n++ {
