@@ -142,10 +142,10 @@ impl HotPath {
         let call = decode_call(&mut self.stream.values, &raw.header.service_method, &body)
             .map_err(|e| format!("call: {e}"))?;
         let reply = self.runtime.block_on(run(&self.router, call));
-        if let Reply::Error(e) = &reply {
-            if !e.error_string.is_empty() {
-                return Err(format!("SetWeight failed: {}", e.error_string));
-            }
+        if let Reply::Error(e) = &reply
+            && !e.error_string.is_empty()
+        {
+            return Err(format!("SetWeight failed: {}", e.error_string));
         }
         let bytes = encode_response(
             &mut self.encoder,

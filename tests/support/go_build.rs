@@ -19,7 +19,7 @@ use std::time::Instant;
 pub const GOTOOLCHAIN: &str = "go1.27.3";
 
 /// How to get the client when it cannot be built.
-pub const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer on PATH, e.g. /usr/local/go/bin) with \
+pub const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer, on PATH or in /usr/local/go) with \
      access to the Go module proxy, which serves GOTOOLCHAIN=go1.27.3 and the modules pinned in \
      tests/go-client/go.sum";
 
@@ -50,9 +50,24 @@ fn source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-client")
 }
 
+/// `go` on PATH, else the official distribution's place.
+fn go_binary() -> &'static Path {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("go").is_file()));
+        let fallback = Path::new("/usr/local/go/bin/go");
+        if !on_path && fallback.is_file() {
+            fallback.to_path_buf()
+        } else {
+            PathBuf::from("go")
+        }
+    })
+}
+
 /// The go command with the environment every invocation uses.
 fn go() -> Command {
-    let mut cmd = Command::new("go");
+    let mut cmd = Command::new(go_binary());
     cmd.env("GOTOOLCHAIN", GOTOOLCHAIN)
         .env("GO111MODULE", "on")
         .env_remove("GOFLAGS")
