@@ -68,7 +68,7 @@ fn primary_route(destinations: Value) -> Value {
 }
 
 /// The namespace and objects of the scenario's Rollout (see
-/// tests/go-client/scenarios.go); the VirtualService comes first.
+/// tests/go-client/rollouts.go); the VirtualService comes first.
 fn scenario_objects(scenario: &str) -> (&'static str, Vec<Value>) {
     match scenario {
         "host" => (
