@@ -1,14 +1,14 @@
 //! The release binary measured from the controller's side: `tests/go-client`
-//! in `-bench` mode starts it with hashicorp/go-plugin exactly as the Argo
-//! Rollouts controller does and times real net/rpc calls with the
-//! controller's gob types, so the numbers compare with a Go plugin measured
-//! through the same client. Against the Kubernetes API stand-in: start to
+//! in `-bench` mode starts it with the Argo Rollouts controller's own plugin
+//! client (argo-rollouts v1.10.2, go-plugin v1.7.0) and times real net/rpc
+//! calls through argo's `plugin/rpc` client with `v1alpha1` values, so the
+//! numbers compare with a Go plugin measured through the same client. Against the Kubernetes API stand-in: start to
 //! first Ping, Type and steady-state SetWeight latency, SetWeight throughput
 //! with 16 concurrent callers, the API requests of the steady state, and the
 //! plugin's memory. Prints numbers.
 //!
-//! Needs Go and Debian's go-plugin sources (see tests/go_client.rs); without
-//! them it says so in one line.
+//! Needs Go and the Go module proxy (see tests/support/go_build.rs); without
+//! them it says how to enable it in one line (under `CI=true` it fails).
 //!
 //! `cargo bench --bench go_client`
 
@@ -26,7 +26,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 
 use apiserver::ApiServer;
-use go_build::{GO_PACKAGES, build_go_client, go_available};
+use go_build::{Unavailable, go_client};
 use netrpc_host::virtual_service;
 
 /// Rollouts the calls go round; bench.go names rollout i `app-<i>` in
@@ -60,11 +60,18 @@ impl Requests {
 }
 
 fn main() -> ExitCode {
-    if !go_available() {
-        println!("go_client: SKIPPED — install {GO_PACKAGES} to run the Go client bench");
-        return ExitCode::SUCCESS;
-    }
-    match run() {
+    let go_client = match go_client() {
+        Ok(path) => path,
+        Err(Unavailable::Skip(why)) => {
+            println!("go_client: SKIPPED: {why}");
+            return ExitCode::SUCCESS;
+        }
+        Err(Unavailable::Fail(why)) => {
+            eprintln!("go_client bench failed: {why}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&go_client) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("go_client bench failed: {problem}");
@@ -73,9 +80,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), String> {
-    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-client");
-    let go_client = build_go_client(&out_dir, "go-client-bench")?;
+fn run(go_client: &Path) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -94,8 +99,10 @@ fn run() -> Result<(), String> {
         .kubeconfig(&kubeconfig)
         .map_err(|e| format!("writing the kubeconfig: {e}"))?;
 
-    println!("release plugin through the Go go-plugin client, {ROLLOUTS} rollouts, API stand-in:");
-    let mut child = Command::new(&go_client)
+    println!(
+        "release plugin through argo-rollouts v1.10.2's plugin client, {ROLLOUTS} rollouts, API stand-in:"
+    );
+    let mut child = Command::new(go_client)
         .args(["-bench", "-timeout", "300s", "-rollouts"])
         .arg(ROLLOUTS.to_string())
         .arg("-plugin")

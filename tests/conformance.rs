@@ -1,12 +1,20 @@
 //! Conformance runner: every case under `tests/conformance/cases/` and,
 //! when `CONFORMANCE_CASES_DIR` is set, every `*.yaml` below it, through
 //! every transport. One line per case and transport; the last line is
-//! `conformance: N passed, M failed`. Exits non-zero when any case fails.
+//! `conformance: N passed, M failed` (and `, K skipped`), preceded by the
+//! counts per transport. Exits non-zero when any case fails.
+//!
+//! `genuine` is the plugin binary over net/rpc like `netrpc`, but driven by
+//! the Argo Rollouts controller's own client code (tests/go-client): a case
+//! that runs over `netrpc` (its `transports` lists `netrpc`, or it has no
+//! `transports`) runs over `genuine` too.
 
 #[path = "conformance/case.rs"]
 mod case;
 #[path = "conformance/expect.rs"]
 mod expect;
+#[path = "conformance/genuine.rs"]
+mod genuine;
 #[path = "conformance/grpc.rs"]
 mod grpc;
 #[path = "conformance/inprocess.rs"]
@@ -32,11 +40,35 @@ fn transports() -> Vec<Box<dyn Transport>> {
         Box::new(inprocess::InProcess),
         Box::new(netrpc::NetRpc),
         Box::new(grpc::Grpc),
+        Box::new(genuine::Genuine),
     ]
 }
 
 /// The transports a case may name; those this build lacks are reported.
-const KNOWN_TRANSPORTS: [&str; 3] = ["inprocess", "netrpc", "grpc"];
+const KNOWN_TRANSPORTS: [&str; 4] = ["inprocess", "netrpc", "grpc", "genuine"];
+
+/// The transports a case runs on: those it names, with `genuine` wherever
+/// `netrpc` is (the same wire, the controller's own client), or all.
+fn wanted_transports(case: &Case) -> Vec<String> {
+    match &case.transports {
+        None => KNOWN_TRANSPORTS.iter().map(|t| t.to_string()).collect(),
+        Some(named) => {
+            let mut wanted = named.clone();
+            if named.iter().any(|t| t == "netrpc") && !named.iter().any(|t| t == "genuine") {
+                wanted.push("genuine".into());
+            }
+            wanted
+        }
+    }
+}
+
+/// Passed, failed and skipped cases of one transport.
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+}
 
 enum Verdict {
     Pass,
@@ -62,6 +94,7 @@ fn main() -> ExitCode {
     };
     let transports = transports();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut per_transport: std::collections::BTreeMap<String, Tally> = Default::default();
     for file in &files {
         let case = match case::load_checked(file) {
             Ok(case) => case,
@@ -71,11 +104,7 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        let wanted: Vec<String> = case
-            .transports
-            .clone()
-            .unwrap_or_else(|| KNOWN_TRANSPORTS.iter().map(|t| t.to_string()).collect());
-        for name in &wanted {
+        for name in &wanted_transports(&case) {
             let verdict = match transports.iter().find(|t| t.name() == name) {
                 None if KNOWN_TRANSPORTS.contains(&name.as_str()) => {
                     Verdict::Skip(format!("transport {name} is not built into this runner"))
@@ -86,21 +115,31 @@ fn main() -> ExitCode {
                     None => runtime.block_on(run_case(&case, transport.as_ref())),
                 },
             };
+            let tally = per_transport.entry(name.clone()).or_default();
             match verdict {
                 Verdict::Pass => {
+                    tally.passed += 1;
                     passed += 1;
                     println!("PASS {} [{name}]", case.name);
                 }
                 Verdict::Fail(why) => {
+                    tally.failed += 1;
                     failed += 1;
                     println!("FAIL {} [{name}]: {why}", case.name);
                 }
                 Verdict::Skip(why) => {
+                    tally.skipped += 1;
                     skipped += 1;
                     println!("SKIP {} [{name}]: {why}", case.name);
                 }
             }
         }
+    }
+    for (name, tally) in &per_transport {
+        println!(
+            "transport {name}: {} passed, {} failed, {} skipped",
+            tally.passed, tally.failed, tally.skipped
+        );
     }
     if skipped > 0 {
         println!("conformance: {passed} passed, {failed} failed, {skipped} skipped");
@@ -162,10 +201,12 @@ async fn try_run_case(case: &Case, transport: &dyn Transport) -> Result<(), Stri
         }
         session.cluster.inject(&step.faults);
         let writes_before = session.cluster.writes();
+        let call = step.to_call(&rollout).map_err(|e| format!("{at}: {e}"))?;
         let reply = session
             .plugin
-            .call(step.to_call(&rollout).map_err(|e| format!("{at}: {e}"))?)
-            .await;
+            .call_step(step, call)
+            .await
+            .map_err(|why| format!("{at}: {why}"))?;
         session.cluster.clear_faults();
         let writes = session.cluster.writes() - writes_before;
         let problems = expect::check(

@@ -1,27 +1,28 @@
-//! The plugin binary driven by a real Go client: `tests/go-client` starts it
-//! with hashicorp/go-plugin exactly as the Argo Rollouts controller does and
-//! sends every call with the controller's own gob types (net/rpc over yamux).
+//! The plugin binary driven by the Argo Rollouts controller's own client:
+//! `tests/go-client` (argo-rollouts v1.10.2, go-plugin v1.7.0) starts it
+//! through argo's `rollout/trafficrouting/plugin/client` (the controller's
+//! ConfigMap, ClientConfig, Dispense, InitPlugin, a Ping before every call)
+//! and sends every call through argo's `plugin/rpc` client with real
+//! `v1alpha1.Rollout` values (pod template, status).
 //!
-//! Needs Go and Debian's go-plugin sources (GOPATH mode, no network); without
-//! them the test says so in one line and passes.
+//! Needs Go and the Go module proxy (see tests/support/go_build.rs). Without
+//! them the tests say how to enable them in one line and pass; under
+//! `CI=true` they fail.
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
-use support::go_build::{GO_PACKAGES, build_go_client, go_available};
-
-const SKIPPED_BECAUSE: &str = "go_client: SKIPPED — install";
+use support::go_build::{Unavailable, go_client};
 
 /// What the Go client prints, one line per call, when the plugin answers
 /// every call as the controller expects.
 const EXPECTED: &[&str] = &[
-    "ok Dispense",
-    "ok InitPlugin",
+    "ok Start, Dispense, InitPlugin",
     "ok Type",
     "ok UpdateHash",
     "ok SetWeight 20",
@@ -35,20 +36,23 @@ const EXPECTED: &[&str] = &[
     "ok SetWeight 150",
     "ok RemoveManagedRoutes",
     "ok SetWeight 0",
-    "ok GetWeightUpdateDeadline",
-    "ok ClearWeightUpdateDeadline",
-    "ok Ping x15",
+    "ok GetTrafficPlugin x21",
     "ok Kill",
     "PASS",
 ];
 
-/// Builds the Go client once per test binary; both scenarios share it.
-fn go_client() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-client");
-        build_go_client(&out_dir, "go-client").unwrap_or_else(|e| panic!("{e}"))
-    })
+/// The built client, or `None` after printing why the test is skipped
+/// (no Go toolchain, outside CI). Panics under CI or on a failed build.
+fn client_or_skip() -> Option<PathBuf> {
+    match go_client() {
+        Ok(path) => Some(path),
+        Err(Unavailable::Skip(why)) => {
+            static NOTICE: Once = Once::new();
+            NOTICE.call_once(|| println!("go_client: SKIPPED: {why}"));
+            None
+        }
+        Err(Unavailable::Fail(why)) => panic!("{why}"),
+    }
 }
 
 /// A Kubernetes API stand-in serving the scenario's objects, kept running
@@ -64,7 +68,7 @@ fn primary_route(destinations: Value) -> Value {
 }
 
 /// The namespace and objects of the scenario's Rollout (see
-/// tests/go-client/scenarios.go); the VirtualService comes first.
+/// tests/go-client/rollouts.go); the VirtualService comes first.
 fn scenario_objects(scenario: &str) -> (&'static str, Vec<Value>) {
     match scenario {
         "host" => (
@@ -151,15 +155,11 @@ fn primary_weights(vs: &Value) -> Vec<i64> {
 }
 
 fn run_scenario(scenario: &str) {
-    if !go_available() {
-        static NOTICE: Once = Once::new();
-        NOTICE.call_once(|| {
-            println!("{SKIPPED_BECAUSE} {GO_PACKAGES} to run the real Go client test")
-        });
+    let Some(client) = client_or_skip() else {
         return;
-    }
+    };
     let (cluster, env) = prepare_cluster(scenario);
-    let output = Command::new(go_client())
+    let output = Command::new(client)
         .args(["-scenario", scenario, "-timeout", "60s", "-plugin"])
         .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
         .envs(env)

@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use serde_json::Value;
 
-use super::case::{Case, Fault};
+use super::case::{Case, Fault, Step};
 pub use crate::support::mock_controller::CallReply;
 use istio_router::router::Call;
 
@@ -39,6 +39,18 @@ pub trait ClusterSide: Send {
 /// The plugin, called the way the transport carries calls.
 pub trait PluginSide: Send {
     fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply>;
+
+    /// A call of the case, with the case's own step (for a transport that
+    /// sends the case's JSON rather than model values, `genuine`). `Err`:
+    /// the transport itself failed, whatever the case expects of the call.
+    fn call_step<'a>(
+        &'a mut self,
+        step: &'a Step,
+        call: Call,
+    ) -> BoxFuture<'a, Result<CallReply, String>> {
+        let _ = step;
+        Box::pin(async move { Ok(self.call(call).await) })
+    }
 }
 
 pub struct Session {

@@ -1,54 +1,186 @@
-//! Builds `tests/go-client`, a real Go go-plugin client, with Debian's Go
-//! and go-plugin sources in GOPATH mode (no network).
+//! Builds `tests/go-client`, the Argo Rollouts controller's own plugin
+//! client (argo-rollouts v1.10.2, go-plugin v1.7.0, pinned in its
+//! go.mod/go.sum), once per source version: the binary is kept in the user's
+//! cache directory, outside the clone, under a key hashed from the module's
+//! files and the Go toolchain, so later runs (and `cargo clean`) reuse it.
+//!
+//! Go modules come from the Go module proxy; argo-rollouts v1.10.2 needs a
+//! newer Go than the one installed, so every go command runs with
+//! `GOTOOLCHAIN=go1.27.3` (fetched from the proxy by the installed `go`).
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
 
-const GOPATH: &str = "/usr/share/gocode";
+/// The Go toolchain argo-rollouts v1.10.2's `go 1.26.10` line needs.
+pub const GOTOOLCHAIN: &str = "go1.27.3";
 
-/// Debian's go-plugin 1.0.1 package does not pull in the gRPC half it
-/// compiles, so those sources are needed too.
-const GO_SOURCES: &[&str] = &[
-    "github.com/hashicorp/go-plugin",
-    "google.golang.org/grpc",
-    "golang.org/x/net/context",
-];
+/// How to get the client when it cannot be built.
+pub const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer, on PATH or in /usr/local/go) with \
+     access to the Go module proxy, which serves GOTOOLCHAIN=go1.27.3 and the modules pinned in \
+     tests/go-client/go.sum";
 
-/// What to install when [`go_available`] is false.
-pub const GO_PACKAGES: &str = "golang-go, golang-github-hashicorp-go-plugin-dev, \
-     golang-google-grpc-dev and golang-golang-x-net-dev (apt)";
-
-pub fn go_available() -> bool {
-    let go = Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    go && GO_SOURCES
-        .iter()
-        .all(|pkg| Path::new(GOPATH).join("src").join(pkg).is_dir())
+/// Why the client is not there.
+#[derive(Debug, Clone)]
+pub enum Unavailable {
+    /// No usable Go toolchain, outside CI: the caller skips and says how to
+    /// enable the test.
+    Skip(String),
+    /// Under CI (`CI=true`) a missing toolchain, or anywhere a failed build:
+    /// the caller fails.
+    Fail(String),
 }
 
-/// Builds the client as `out_dir/name`, with its build cache in `out_dir`.
-pub fn build_go_client(out_dir: &Path, name: &str) -> Result<PathBuf, String> {
-    let binary = out_dir.join(name);
-    let output = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-client"))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", GOPATH)
-        .env("GOCACHE", out_dir.join("cache"))
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Skip(why) | Unavailable::Fail(why) => f.write_str(why),
+        }
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-client")
+}
+
+/// `go` on PATH, else the official distribution's place.
+fn go_binary() -> &'static Path {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("go").is_file()));
+        let fallback = Path::new("/usr/local/go/bin/go");
+        if !on_path && fallback.is_file() {
+            fallback.to_path_buf()
+        } else {
+            PathBuf::from("go")
+        }
+    })
+}
+
+/// The go command with the environment every invocation uses.
+fn go() -> Command {
+    let mut cmd = Command::new(go_binary());
+    cmd.env("GOTOOLCHAIN", GOTOOLCHAIN)
+        .env("GO111MODULE", "on")
         .env_remove("GOFLAGS")
+        .env_remove("GOPATH")
+        .current_dir(source_dir());
+    cmd
+}
+
+/// The client binary, built on first use in this process (and reused from
+/// the cache directory when the sources have not changed).
+pub fn go_client() -> Result<PathBuf, Unavailable> {
+    static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}
+
+fn build() -> Result<PathBuf, Unavailable> {
+    let version = go().arg("version").output();
+    let missing = match &version {
+        Err(e) => Some(format!("no go command ({e})")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "`GOTOOLCHAIN={GOTOOLCHAIN} go version` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => None,
+    };
+    if let Some(missing) = missing {
+        let why = format!("{missing}; {HOW_TO_ENABLE}");
+        return Err(if in_ci() {
+            Unavailable::Fail(format!(
+                "CI=true and the genuine Go client cannot be built: {why}"
+            ))
+        } else {
+            Unavailable::Skip(why)
+        });
+    }
+    let key = source_key().map_err(Unavailable::Fail)?;
+    let dir = cache_root()
+        .map_err(Unavailable::Fail)?
+        .join(format!("{key:016x}"));
+    let binary = dir.join("go-client");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Unavailable::Fail(format!("creating {}: {e}", dir.display())))?;
+    // Built under a name of its own, then renamed: concurrent builds (two
+    // test binaries) never see a half-written file.
+    let partial = dir.join(format!("go-client.{}.partial", std::process::id()));
+    let started = Instant::now();
+    let output = go()
+        .args(["build", "-mod=readonly", "-buildvcs=false", "-o"])
+        .arg(&partial)
+        .arg(".")
         .output()
-        .map_err(|e| format!("running go build: {e}"))?;
+        .map_err(|e| Unavailable::Fail(format!("running go build: {e}")))?;
     if !output.status.success() {
-        return Err(format!(
+        let _ = std::fs::remove_file(&partial);
+        return Err(Unavailable::Fail(format!(
             "go build of tests/go-client failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
-        ));
+        )));
     }
+    std::fs::rename(&partial, &binary)
+        .map_err(|e| Unavailable::Fail(format!("moving the client into place: {e}")))?;
+    eprintln!(
+        "go-client: built {} in {:.1} s",
+        binary.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(binary)
+}
+
+/// `$XDG_CACHE_HOME` or `~/.cache`, then the project's directory.
+fn cache_root() -> Result<PathBuf, String> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|home| PathBuf::from(home).join(".cache"))
+            .ok_or(
+                "neither XDG_CACHE_HOME nor HOME is set: no cache directory for the Go client",
+            )?,
+    };
+    Ok(base.join("rollouts-plugin-trafficrouter-istio/go-client"))
+}
+
+/// FNV-1a over the toolchain name and every file of the module (go.mod,
+/// go.sum, *.go), by name and content, in name order.
+fn source_key() -> Result<u64, String> {
+    let dir = source_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("reading {}: {e}", dir.display()))?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name == "go.mod" || name == "go.sum" || name.ends_with(".go"))
+        .collect();
+    names.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so "ab"+"c" and "a"+"bc" differ.
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    };
+    feed(GOTOOLCHAIN.as_bytes());
+    for name in &names {
+        let content = std::fs::read(dir.join(name))
+            .map_err(|e| format!("reading tests/go-client/{name}: {e}"))?;
+        feed(name.as_bytes());
+        feed(&content);
+    }
+    Ok(hash)
 }
