@@ -9,6 +9,7 @@
 //! are mesh-neutral.
 
 pub mod cluster;
+pub mod controller;
 pub mod istio;
 pub mod logging;
 pub mod model;

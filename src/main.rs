@@ -10,7 +10,7 @@ use istio_router::cluster::{KubeCluster, KubeClusterOptions};
 use istio_router::istio::{self, DEFAULT_PLUGIN_NAME, IstioRouter};
 use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
-use istio_router::{logging, process};
+use istio_router::{controller, logging, process};
 
 /// Argo Rollouts traffic-router plugin for Istio.
 ///
@@ -90,6 +90,10 @@ enum Command {
         /// `steps` (calls and diffs per step) or `yaml` (final objects).
         #[arg(long, value_enum, default_value_t = OutputArg::Steps)]
         output: OutputArg,
+        /// The Argo Rollouts release whose validation the Rollout must pass
+        /// (what it refuses never reaches the plugin).
+        #[arg(long, default_value_t = controller::LATEST_CHECKED)]
+        argo_rollouts_version: controller::Version,
     },
 }
 
@@ -107,7 +111,14 @@ fn main() -> ExitCode {
             objects,
             plugin_name,
             output,
-        }) => match run_simulate(rollout, &objects, plugin_name.as_deref(), output) {
+            argo_rollouts_version,
+        }) => match run_simulate(
+            rollout,
+            &objects,
+            plugin_name.as_deref(),
+            output,
+            argo_rollouts_version,
+        ) {
             Ok(report) => {
                 print!("{report}");
                 ExitCode::SUCCESS
@@ -149,11 +160,13 @@ fn run_simulate(
     objects: &[PathBuf],
     plugin_name: Option<&str>,
     output: OutputArg,
+    controller: controller::Version,
 ) -> Result<String> {
-    let scenario = match rollout {
+    let mut scenario = match rollout {
         Some(path) => Scenario::load(&path, objects, plugin_name)?,
         None => Scenario::embedded(plugin_name)?,
     };
+    scenario.controller = controller;
     let output = match output {
         OutputArg::Steps => Output::Steps,
         OutputArg::Yaml => Output::Yaml,

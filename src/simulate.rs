@@ -11,6 +11,7 @@ use serde_json::Value;
 use similar::TextDiff;
 
 use crate::cluster::InMemoryCluster;
+use crate::controller::{self, Refusal, Version};
 use crate::istio::IstioRouter;
 use crate::istio::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
 use crate::model::{CanaryStep, Rollout};
@@ -29,6 +30,15 @@ const DEFAULT_CANARY_HASH: &str = "7f9b6c5d8e";
 pub enum SimulateError {
     #[error("{file}: {message}")]
     Manifest { file: String, message: String },
+    #[error(
+        "argo-rollouts {version} refuses this Rollout before it calls any traffic router \
+         (condition InvalidSpec):\n  {}",
+        refusals.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Refused {
+        version: Version,
+        refusals: Vec<Refusal>,
+    },
     #[error("{step}: {call} failed: {message}")]
     Call {
         step: String,
@@ -43,6 +53,8 @@ pub struct Scenario {
     pub rollout: Rollout,
     pub objects: Vec<Value>,
     pub plugin_name: String,
+    /// The controller release whose validation the Rollout must pass.
+    pub controller: Version,
 }
 
 /// One manifest file's YAML documents as JSON.
@@ -150,6 +162,7 @@ impl Scenario {
             rollout,
             objects,
             plugin_name,
+            controller: controller::LATEST_CHECKED,
         })
     }
 }
@@ -278,6 +291,13 @@ fn describe_call(call: &Call) -> String {
 
 /// Plays the scenario and returns the report.
 pub async fn run(scenario: &Scenario, output: Output) -> Result<String, SimulateError> {
+    let refused = controller::refusals(&scenario.rollout, scenario.controller);
+    if !refused.is_empty() {
+        return Err(SimulateError::Refused {
+            version: scenario.controller,
+            refusals: refused,
+        });
+    }
     let cluster = InMemoryCluster::new();
     cluster
         .apply(

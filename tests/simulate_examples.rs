@@ -207,3 +207,30 @@ fn an_invalid_manifest_gives_one_line_naming_file_and_field() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the chosen controller release refuses never reaches the plugin:
+/// simulate says so in the controller's words, as the end-to-end tier sees
+/// argo-rollouts v1.9.3 do for a setMirrorRoute step.
+#[test]
+fn a_step_the_controller_release_refuses_is_refused_in_its_words() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mirror-route.yaml");
+    let example = example.to_str().expect("utf-8 path");
+    let old = simulate(&["--rollout", example, "--argo-rollouts-version", "v1.9.3"]);
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(!old.status.success(), "v1.9.3 must refuse:\n{stderr}");
+    assert!(
+        stderr.contains("argo-rollouts v1.9.3 refuses this Rollout")
+            && stderr.contains(
+                "setMirrorRoute: SetMirrorRoute requires TrafficRouting, supports Istio only"
+            )
+            && stderr.contains("accepted from argo-rollouts v1.10.0"),
+        "{stderr}"
+    );
+    assert!(old.stdout.is_empty(), "nothing is played");
+    let latest = simulate(&["--rollout", example]);
+    assert!(
+        latest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&latest.stderr)
+    );
+}

@@ -47,7 +47,11 @@ impl Transport for Genuine {
     }
 
     fn cannot_run(&self, case: &Case) -> Option<String> {
-        if let Some(call) = case.calls.iter().find(|c| NOT_IN_RELEASE.contains(&c.call.as_str())) {
+        if let Some(call) = case
+            .calls
+            .iter()
+            .find(|c| NOT_IN_RELEASE.contains(&c.call.as_str()))
+        {
             return Some(format!(
                 "calls {:?}, which argo-rollouts v1.10.2's rpc client does not have (an unreleased \
                  upstream proposal; the netrpc transport covers it)",
@@ -250,8 +254,9 @@ impl PluginSide for GenuineClient {
     fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply> {
         Box::pin(async move {
             let step: Step = match call {
-                Call::InitPlugin => serde_json::from_value(json!({"call": "InitPlugin"}))
-                    .expect("a static step"),
+                Call::InitPlugin => {
+                    serde_json::from_value(json!({"call": "InitPlugin"})).expect("a static step")
+                }
                 other => {
                     return CallReply {
                         error: format!("genuine: {} must come with its case step", other.name()),

@@ -170,11 +170,11 @@ impl Cluster {
         for process in self.processes.iter_mut().rev() {
             process.stop();
         }
-        if !success || std::env::var_os("E2E_KEEP").is_some() {
-            if let Some(work) = self.work.take() {
-                let kept = work.keep();
-                eprintln!("e2e: logs kept in {}", kept.display());
-            }
+        if (!success || std::env::var_os("E2E_KEEP").is_some())
+            && let Some(work) = self.work.take()
+        {
+            let kept = work.keep();
+            eprintln!("e2e: logs kept in {}", kept.display());
         }
     }
 }

@@ -116,42 +116,42 @@ pub fn check(found: Option<&Value>, matcher: &Value) -> Result<(), String> {
         Some(v) => v.to_string(),
         None => "absent".to_string(),
     };
-    if let Some(map) = matcher.as_object() {
-        if map.len() == 1 {
-            let (op, arg) = map.iter().next().expect("one entry");
-            match op.as_str() {
-                "$absent" => {
-                    let absent = found.is_none_or(Value::is_null);
-                    return if absent == arg.as_bool().unwrap_or(true) {
-                        Ok(())
-                    } else {
-                        Err(format!("found {}", shown()))
-                    };
-                }
-                "$contains" => {
-                    let needle = arg.as_str().unwrap_or_default();
-                    return match found.and_then(Value::as_str) {
-                        Some(text) if text.contains(needle) => Ok(()),
-                        _ => Err(format!("found {}, not containing {needle:?}", shown())),
-                    };
-                }
-                "$len" => {
-                    let len = found.and_then(Value::as_array).map(Vec::len);
-                    return if len.is_some() && len == arg.as_u64().map(|n| n as usize) {
-                        Ok(())
-                    } else {
-                        Err(format!("found {} (length {len:?})", shown()))
-                    };
-                }
-                "$not" => {
-                    return match check(found, arg) {
-                        Ok(()) => Err(format!("found {}, which it must not be", shown())),
-                        Err(_) => Ok(()),
-                    };
-                }
-                _ if op.starts_with('$') => return Err(format!("unknown matcher {op}")),
-                _ => {}
+    if let Some(map) = matcher.as_object()
+        && map.len() == 1
+    {
+        let (op, arg) = map.iter().next().expect("one entry");
+        match op.as_str() {
+            "$absent" => {
+                let absent = found.is_none_or(Value::is_null);
+                return if absent == arg.as_bool().unwrap_or(true) {
+                    Ok(())
+                } else {
+                    Err(format!("found {}", shown()))
+                };
             }
+            "$contains" => {
+                let needle = arg.as_str().unwrap_or_default();
+                return match found.and_then(Value::as_str) {
+                    Some(text) if text.contains(needle) => Ok(()),
+                    _ => Err(format!("found {}, not containing {needle:?}", shown())),
+                };
+            }
+            "$len" => {
+                let len = found.and_then(Value::as_array).map(Vec::len);
+                return if len.is_some() && len == arg.as_u64().map(|n| n as usize) {
+                    Ok(())
+                } else {
+                    Err(format!("found {} (length {len:?})", shown()))
+                };
+            }
+            "$not" => {
+                return match check(found, arg) {
+                    Ok(()) => Err(format!("found {}, which it must not be", shown())),
+                    Err(_) => Ok(()),
+                };
+            }
+            _ if op.starts_with('$') => return Err(format!("unknown matcher {op}")),
+            _ => {}
         }
     }
     match found {

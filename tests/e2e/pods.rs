@@ -28,7 +28,11 @@ impl ReadinessStandIn {
                     for pod in list.items {
                         if pod.metadata.deletion_timestamp.is_some()
                             || is_ready(&pod)
-                            || pod.metadata.namespace.as_ref().is_some_and(|ns| held.contains(ns))
+                            || pod
+                                .metadata
+                                .namespace
+                                .as_ref()
+                                .is_some_and(|ns| held.contains(ns))
                         {
                             continue;
                         }

@@ -271,7 +271,10 @@ async fn wait_for(
         if Instant::now() > deadline {
             let status = rollout_summary(&context.objects, namespace).await;
             let plugin = last_plugin_failure(context.controller, namespace);
-            return Err(format!("not within {}s: {why}{status}{plugin}", limit.as_secs()));
+            return Err(format!(
+                "not within {}s: {why}{status}{plugin}",
+                limit.as_secs()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
@@ -354,7 +357,12 @@ fn last_plugin_failure(controller: &Controller, namespace: &str) -> String {
         .rev()
         .find(|l| l.contains("call failed") && l.contains(&format!("rollout={namespace}/")))
         .and_then(|l| l.split_once("error=").map(|(_, e)| e.to_string()))
-        .map(|e| format!(" [last plugin error: {}]", e.chars().take(400).collect::<String>()))
+        .map(|e| {
+            format!(
+                " [last plugin error: {}]",
+                e.chars().take(400).collect::<String>()
+            )
+        })
         .unwrap_or_default()
 }
 

@@ -1,0 +1,212 @@
+//! What the Argo Rollouts controller lets through to a traffic-router
+//! plugin. The controller validates a Rollout before it calls any router,
+//! with rules for `trafficRouting.plugins` that differ from the built-in
+//! Istio router's and between releases (docs/controller-compat.md; the
+//! end-to-end tier runs the genuine controller of both releases named
+//! there). `simulate` refuses what the chosen controller release refuses,
+//! in the controller's own words, so a user learns it before deploying.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::model::Rollout;
+
+/// The newest controller release checked against (the default).
+pub const LATEST_CHECKED: Version = Version(1, 10, 2);
+/// The oldest release the plugin supports: plugin entries need `args`.
+pub const MINIMUM_SUPPORTED: Version = Version(1, 7, 0);
+
+/// An Argo Rollouts release, `v1.10.2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an Argo Rollouts release such as v1.10.2")]
+pub struct BadVersion(String);
+
+impl FromStr for Version {
+    type Err = BadVersion;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadVersion(text.to_string());
+        let mut parts = text.trim().trim_start_matches('v').split('.');
+        let mut next = || -> Result<u32, BadVersion> {
+            match parts.next() {
+                None => Ok(0),
+                Some(part) => part.parse().map_err(|_| bad()),
+            }
+        };
+        let version = Version(next()?, next()?, next()?);
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(version)
+    }
+}
+
+/// A reason the controller refuses a Rollout before any router sees it, as
+/// its validation words it (the Rollout gets condition `InvalidSpec` and
+/// phase `Degraded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The field path the controller reports.
+    pub field: String,
+    /// The controller's message.
+    pub message: String,
+    /// The first release that accepts it, when a newer one does.
+    pub accepted_from: Option<Version>,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)?;
+        if let Some(version) = self.accepted_from {
+            write!(f, " (accepted from argo-rollouts {version})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything `version` of the controller refuses in `rollout` when its
+/// traffic is routed by plugins only.
+pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
+    let mut found = Vec::new();
+    let Some(canary) = &rollout.spec.strategy.canary else {
+        return found;
+    };
+    let routing = canary.traffic_routing.as_ref();
+    let max_weight = routing.and_then(|r| r.max_traffic_weight).unwrap_or(100);
+    let managed: Vec<&str> = routing
+        .and_then(|r| r.managed_routes.as_ref())
+        .map(|routes| routes.iter().map(|r| r.name.as_str()).collect())
+        .unwrap_or_default();
+    let mirror_from = Version(1, 10, 0);
+    let plugins_from = Version(1, 7, 0);
+
+    if canary.ping_pong.is_some() && version < mirror_from {
+        found.push(Refusal {
+            field: "spec.strategy.trafficRouting.alb".into(),
+            message: "Invalid value: null: Ping-pong feature works with the ALB and Istio traffic routers only".into(),
+            accepted_from: Some(mirror_from),
+        });
+    }
+    if routing.is_some_and(|r| r.max_traffic_weight.is_some()) && version < plugins_from {
+        found.push(Refusal {
+            field: "spec.strategy.trafficRouting.maxTrafficWeight".into(),
+            message: "Canary maxTrafficWeight in traffic routing only supported in Nginx".into(),
+            accepted_from: Some(plugins_from),
+        });
+    }
+    for (index, step) in canary.steps.iter().enumerate() {
+        let at = format!("spec.strategy.steps[{index}]");
+        if let Some(weight) = step.set_weight
+            && !(0..=max_weight).contains(&weight)
+        {
+            found.push(Refusal {
+                field: format!("{at}.setWeight"),
+                message: format!(
+                    "Invalid value: {weight}: SetWeight needs to be between 0 and {max_weight}"
+                ),
+                accepted_from: None,
+            });
+        }
+        if let Some(route) = &step.set_header_route {
+            if version < plugins_from {
+                found.push(Refusal {
+                    field: format!("{at}.setHeaderRoute"),
+                    message:
+                        "SetHeaderRoute requires TrafficRouting, supports Istio and ALB and Apisix"
+                            .into(),
+                    accepted_from: Some(plugins_from),
+                });
+            }
+            not_managed(&mut found, &at, "setHeaderRoute", &route.name, &managed);
+        }
+        if let Some(route) = &step.set_mirror_route {
+            if version < mirror_from {
+                found.push(Refusal {
+                    field: format!("{at}.setMirrorRoute"),
+                    message: "SetMirrorRoute requires TrafficRouting, supports Istio only".into(),
+                    accepted_from: Some(mirror_from),
+                });
+            }
+            not_managed(&mut found, &at, "setMirrorRoute", &route.name, &managed);
+        }
+    }
+    found
+}
+
+fn not_managed(found: &mut Vec<Refusal>, at: &str, step: &str, name: &str, managed: &[&str]) {
+    if !managed.contains(&name) {
+        found.push(Refusal {
+            field: format!("{at}.{step}"),
+            message: format!(
+                "Invalid value: {name:?}: Steps define a route that does not exist in spec.strategy.canary.trafficRouting.managedRoutes"
+            ),
+            accepted_from: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rollout(canary: serde_json::Value) -> Rollout {
+        Rollout::from_json(json!({
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {"strategy": {"canary": canary}}
+        }))
+        .expect("a valid Rollout")
+    }
+
+    #[test]
+    fn mirror_steps_are_refused_before_v1_10() {
+        let r = rollout(json!({
+            "trafficRouting": {"managedRoutes": [{"name": "m"}], "plugins": {"a/b": {}}},
+            "steps": [{"setWeight": 10}, {"setMirrorRoute": {"name": "m", "percentage": 50}}]
+        }));
+        let old = refusals(&r, "v1.9.3".parse().expect("a version"));
+        assert_eq!(old.len(), 1);
+        assert_eq!(
+            old[0].to_string(),
+            "spec.strategy.steps[1].setMirrorRoute: SetMirrorRoute requires TrafficRouting, \
+             supports Istio only (accepted from argo-rollouts v1.10.0)"
+        );
+        assert!(refusals(&r, LATEST_CHECKED).is_empty());
+    }
+
+    #[test]
+    fn every_release_refuses_unmanaged_routes_and_weights_out_of_range() {
+        let r = rollout(json!({
+            "trafficRouting": {"maxTrafficWeight": 50, "plugins": {"a/b": {}}},
+            "steps": [{"setWeight": 60}, {"setHeaderRoute": {"name": "h"}}]
+        }));
+        let fields: Vec<String> = refusals(&r, LATEST_CHECKED)
+            .into_iter()
+            .map(|r| r.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.strategy.steps[0].setWeight",
+                "spec.strategy.steps[1].setHeaderRoute"
+            ]
+        );
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_v_and_patch() {
+        assert_eq!("v1.9".parse(), Ok(Version(1, 9, 0)));
+        assert_eq!("1.10.2".parse(), Ok(Version(1, 10, 2)));
+        assert!("v1.x".parse::<Version>().is_err());
+        assert!("1.2.3.4".parse::<Version>().is_err());
+    }
+}
