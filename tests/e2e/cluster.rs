@@ -27,6 +27,9 @@ pub struct Cluster {
     admin: Client,
     pub server: String,
     pub ca_file: PathBuf,
+    /// A certificate for 127.0.0.1 signed by the tier's CA, and its key.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
     pub admin_kubeconfig: PathBuf,
     pub audit_log: PathBuf,
 }
@@ -142,6 +145,8 @@ impl Cluster {
             admin,
             server,
             ca_file: pki.ca_cert,
+            serving_cert: pki.server_cert,
+            serving_key: pki.server_key,
             admin_kubeconfig,
             audit_log,
         };

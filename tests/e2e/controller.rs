@@ -17,47 +17,102 @@ use crate::cluster::{
 use crate::kube_objects::{Objects, kind_and_name, yaml_documents};
 use crate::tools::Built;
 
-/// The plugin binary under test and the manifest that installs it.
+/// The plugin under test and the manifest that installs it.
 pub struct PluginArtifact {
+    /// The binary the controller will run (reported, and for `file://`).
     pub binary: PathBuf,
     pub sha256: String,
     pub manifest: PathBuf,
+    /// Release mode: the directory the manifest's `https://` location is
+    /// served from (the release build's output); `None`: this build's
+    /// binary, installed by `file://`.
+    pub release_dir: Option<PathBuf>,
 }
 
 impl PluginArtifact {
-    /// `E2E_PLUGIN_BINARY` / `E2E_PLUGIN_MANIFEST` when set (CI passes the
-    /// release artifact and the manifest the release build generated), else
-    /// this build's binary and the committed `plugin-manifest.yaml`.
+    /// `E2E_PLUGIN_MANIFEST` set (CI passes `target/dist/plugin-manifest.yaml`):
+    /// the release artifact, downloaded by the controller over HTTPS from the
+    /// manifest's location with the manifest's sha256. Otherwise this
+    /// build's binary through the committed `plugin-manifest.yaml`'s entry,
+    /// as `file://`.
     pub fn locate(root: &Path) -> anyhow::Result<PluginArtifact> {
-        let binary = std::env::var_os("E2E_PLUGIN_BINARY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
-            });
-        let manifest = std::env::var_os("E2E_PLUGIN_MANIFEST")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("plugin-manifest.yaml"));
-        let binary = binary
+        match std::env::var_os("E2E_PLUGIN_MANIFEST") {
+            Some(manifest) => Self::release(PathBuf::from(manifest)),
+            None => {
+                let binary =
+                    PathBuf::from(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"));
+                Ok(PluginArtifact {
+                    sha256: sha256_of(&binary)?,
+                    binary,
+                    manifest: root.join("plugin-manifest.yaml"),
+                    release_dir: None,
+                })
+            }
+        }
+    }
+
+    fn release(manifest: PathBuf) -> anyhow::Result<PluginArtifact> {
+        let manifest = manifest
             .canonicalize()
-            .with_context(|| format!("plugin binary {}", binary.display()))?;
-        let output = Command::new("sha256sum")
-            .arg(&binary)
-            .output()
-            .context("running sha256sum")?;
-        let sha256 = String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        if sha256.len() != 64 {
-            bail!("cannot compute the sha256 of {}", binary.display());
+            .with_context(|| format!("E2E_PLUGIN_MANIFEST {}", manifest.display()))?;
+        let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+        let entry = plugin_entry(&manifest)?;
+        let location = entry["location"].as_str().unwrap_or_default();
+        let file = location.rsplit('/').next().unwrap_or_default();
+        let binary = dir.join(file);
+        let sha256 = entry["sha256"].as_str().unwrap_or_default().to_string();
+        let actual = sha256_of(&binary)?;
+        if actual != sha256 {
+            bail!(
+                "{}: the entry's sha256 {sha256} is not that of {} ({actual})",
+                manifest.display(),
+                binary.display()
+            );
         }
         Ok(PluginArtifact {
             binary,
             sha256,
             manifest,
+            release_dir: Some(dir),
         })
     }
+}
+
+fn sha256_of(file: &Path) -> anyhow::Result<String> {
+    let output = Command::new("sha256sum")
+        .arg(file)
+        .output()
+        .context("running sha256sum")?;
+    let sha256 = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if !output.status.success() || sha256.len() != 64 {
+        bail!("cannot compute the sha256 of {}", file.display());
+    }
+    Ok(sha256)
+}
+
+/// The first `trafficRouterPlugins` entry of a manifest's
+/// `argo-rollouts-config` ConfigMap.
+fn plugin_entry(manifest: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    for document in yaml_documents(&text)? {
+        let (kind, name) = kind_and_name(&document)?;
+        if kind == "ConfigMap" && name == "argo-rollouts-config" {
+            let entries = document["data"]["trafficRouterPlugins"].as_str().ok_or_else(|| {
+                anyhow!("{}: the ConfigMap has no data.trafficRouterPlugins", manifest.display())
+            })?;
+            let entries: Vec<Value> = serde_yaml::from_str(entries)?;
+            return entries
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("{}: trafficRouterPlugins is empty", manifest.display()));
+        }
+    }
+    bail!("{} has no argo-rollouts-config ConfigMap", manifest.display())
 }
 
 pub struct Controller {
@@ -75,6 +130,7 @@ impl Controller {
         built: &Built,
         version: &str,
         plugin: &PluginArtifact,
+        release_port: Option<u16>,
     ) -> anyhow::Result<Controller> {
         let tools = built
             .controllers
@@ -106,7 +162,7 @@ impl Controller {
                 )
                 .await?;
         }
-        let plugin_name = install_plugin_manifest(&objects, plugin).await?;
+        let plugin_name = install_plugin_manifest(&objects, plugin, release_port).await?;
 
         let token = service_account_token(&objects).await?;
         let dir = cluster.work_dir().join(format!("controller-{version}"));
@@ -132,6 +188,9 @@ impl Controller {
                 // finds the in-cluster one in a pod.
                 .env("KUBECONFIG", &kubeconfig)
                 .env("POD_NAMESPACE", CONTROLLER_NAMESPACE)
+                // Trusts the loopback release server's certificate (the
+                // tier's CA) for the plugin download.
+                .env("SSL_CERT_FILE", &cluster.ca_file)
                 .args([
                     format!("--kubeconfig={}", kubeconfig.display()),
                     "--leader-elect=false".to_string(),
@@ -255,49 +314,51 @@ impl Controller {
     }
 }
 
-/// Applies `plugin-manifest.yaml` as an operator would, with the plugin
-/// entry's location pointing at the artifact under test (and its sha256).
-/// Returns the plugin's name.
+/// Applies the manifest as an operator would: its RBAC as it is, its
+/// ConfigMap with the plugin entry pointing at the artifact under test — in
+/// release mode the entry's own `https://` location with its host replaced
+/// by the loopback release server (`release_port`) and its own sha256,
+/// otherwise `file://` this build's binary. Returns the plugin's name.
 async fn install_plugin_manifest(
     objects: &Objects,
     plugin: &PluginArtifact,
+    release_port: Option<u16>,
 ) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&plugin.manifest)
         .with_context(|| format!("reading {}", plugin.manifest.display()))?;
-    let mut plugin_name = None;
+    let mut entry = plugin_entry(&plugin.manifest)?;
+    match release_port {
+        Some(port) => {
+            let location = entry["location"].as_str().unwrap_or_default();
+            let path = location
+                .strip_prefix("https://")
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(_, path)| path)
+                .ok_or_else(|| {
+                    anyhow!("{}: the plugin location {location:?} is not https://", plugin.manifest.display())
+                })?;
+            entry["location"] = json!(format!("https://127.0.0.1:{port}/{path}"));
+        }
+        None => {
+            entry["location"] = json!(format!("file://{}", plugin.binary.display()));
+            entry["sha256"] = json!(plugin.sha256);
+        }
+    }
+    let plugin_name = entry["name"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{}: the plugin entry has no name", plugin.manifest.display()))?;
     for mut document in yaml_documents(&text)? {
         let (kind, name) = kind_and_name(&document)?;
         if kind == "ConfigMap" && name == "argo-rollouts-config" {
-            let entries = document["data"]["trafficRouterPlugins"]
-                .as_str()
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{}: the ConfigMap has no data.trafficRouterPlugins",
-                        plugin.manifest.display()
-                    )
-                })?;
-            let entries: Vec<Value> = serde_yaml::from_str(entries)?;
-            let mut entry = entries.into_iter().next().ok_or_else(|| {
-                anyhow!(
-                    "{}: trafficRouterPlugins is empty",
-                    plugin.manifest.display()
-                )
-            })?;
-            entry["location"] = json!(format!("file://{}", plugin.binary.display()));
-            entry["sha256"] = json!(plugin.sha256);
-            plugin_name = entry["name"].as_str().map(str::to_string);
-            document["data"]["trafficRouterPlugins"] = json!(serde_yaml::to_string(&vec![entry])?);
+            document["data"]["trafficRouterPlugins"] =
+                json!(serde_yaml::to_string(&vec![entry.clone()])?);
         }
         objects
             .apply(document, Some(CONTROLLER_NAMESPACE), "e2e-installer")
             .await?;
     }
-    plugin_name.ok_or_else(|| {
-        anyhow!(
-            "{} has no argo-rollouts-config ConfigMap with a plugin entry",
-            plugin.manifest.display()
-        )
-    })
+    Ok(plugin_name)
 }
 
 /// A token for the controller's ServiceAccount (the TokenRequest API, as

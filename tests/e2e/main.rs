@@ -14,6 +14,7 @@ mod controller;
 mod expect;
 mod kube_objects;
 mod pods;
+mod release_server;
 mod runner;
 mod scenario;
 mod tools;
@@ -65,9 +66,15 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     );
     let plugin = PluginArtifact::locate(root)?;
     eprintln!(
-        "e2e: plugin {} (sha256 {})",
+        "e2e: plugin {} (sha256 {}) installed through {}{}",
         plugin.binary.display(),
-        plugin.sha256
+        plugin.sha256,
+        plugin.manifest.display(),
+        if plugin.release_dir.is_some() {
+            ", downloaded over https from a loopback release server"
+        } else {
+            ", as file://"
+        }
     );
 
     let started = Instant::now();
@@ -78,11 +85,19 @@ async fn run() -> anyhow::Result<(usize, usize)> {
         cluster.work_dir().display()
     );
     let stand_in = pods::ReadinessStandIn::start(cluster.admin_client());
+    let release_server = match &plugin.release_dir {
+        Some(dir) => Some(
+            release_server::ReleaseServer::start(dir, &cluster.serving_cert, &cluster.serving_key)
+                .await?,
+        ),
+        None => None,
+    };
+    let release_port = release_server.as_ref().map(|s| s.port);
 
     let (mut passed, mut failed) = (0, 0);
     for version in &versions {
         let started = Instant::now();
-        let controller = Controller::start(&cluster, &built, version, &plugin).await?;
+        let controller = Controller::start(&cluster, &built, version, &plugin, release_port).await?;
         eprintln!(
             "e2e: argo-rollouts {version} running with plugin {}",
             controller.plugin_name
@@ -123,6 +138,9 @@ async fn run() -> anyhow::Result<(usize, usize)> {
         );
     }
     stand_in.stop();
+    if let Some(server) = release_server {
+        server.stop();
+    }
     cluster.finish(failed == 0);
     println!("e2e: {passed} passed, {failed} failed");
     Ok((passed, failed))
