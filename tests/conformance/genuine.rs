@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use super::case::{Case, Step};
 use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
-use crate::support::go_build::{Unavailable, go_client};
 use istio_router::router::{Call, Verification};
+use test_support::go_build::{Unavailable, go_client};
+use test_support::plugin_binary;
 
 /// Longest wait for one answer: a `timeout` fault costs the plugin its
 /// Kubernetes timeout (3 s) per attempt.
@@ -47,7 +48,11 @@ impl Transport for Genuine {
     }
 
     fn cannot_run(&self, case: &Case) -> Option<String> {
-        if let Some(call) = case.calls.iter().find(|c| NOT_IN_RELEASE.contains(&c.call.as_str())) {
+        if let Some(call) = case
+            .calls
+            .iter()
+            .find(|c| NOT_IN_RELEASE.contains(&c.call.as_str()))
+        {
             return Some(format!(
                 "calls {:?}, which argo-rollouts v1.10.2's rpc client does not have (an unreleased \
                  upstream proposal; the netrpc transport covers it)",
@@ -77,7 +82,7 @@ impl Transport for Genuine {
             let cluster = StandIn::start().await?;
             let mut child = Command::new(&client)
                 .args(["-serve", "-plugin-name", &case.plugin_name, "-plugin"])
-                .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+                .arg(plugin_binary!())
                 .arg("--")
                 .args(plugin_args(case, "netrpc"))
                 .envs(cluster.env())
@@ -250,8 +255,9 @@ impl PluginSide for GenuineClient {
     fn call(&mut self, call: Call) -> BoxFuture<'_, CallReply> {
         Box::pin(async move {
             let step: Step = match call {
-                Call::InitPlugin => serde_json::from_value(json!({"call": "InitPlugin"}))
-                    .expect("a static step"),
+                Call::InitPlugin => {
+                    serde_json::from_value(json!({"call": "InitPlugin"})).expect("a static step")
+                }
                 other => {
                     return CallReply {
                         error: format!("genuine: {} must come with its case step", other.name()),
