@@ -33,7 +33,9 @@ pub mod mock_controller;
 #[macro_export]
 macro_rules! plugin_binary {
     () => {
-        ::std::path::Path::new(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        ::std::path::Path::new(::std::env!(
+            "CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"
+        ))
     };
 }
 
