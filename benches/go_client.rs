@@ -7,17 +7,10 @@
 //! with 16 concurrent callers, the API requests of the steady state, and the
 //! plugin's memory. Prints numbers.
 //!
-//! Needs Go and the Go module proxy (see tests/support/go_build.rs); without
+//! Needs Go and the Go module proxy (see tests/support/src/go_build.rs); without
 //! them it says how to enable it in one line (under `CI=true` it fails).
 //!
 //! `cargo bench --bench go_client`
-
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[path = "../tests/support/go_build.rs"]
-mod go_build;
-#[path = "../tests/support/netrpc_host.rs"]
-mod netrpc_host;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -25,9 +18,10 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 
-use apiserver::ApiServer;
-use go_build::{Unavailable, go_client};
-use netrpc_host::virtual_service;
+use test_support::apiserver::ApiServer;
+use test_support::fixtures::virtual_service;
+use test_support::go_build::{Unavailable, go_client};
+use test_support::plugin_binary;
 
 /// Rollouts the calls go round; bench.go names rollout i `app-<i>` in
 /// namespace `team` with VirtualService `app-<i>-vsvc`, the shape of
@@ -106,7 +100,7 @@ fn run(go_client: &Path) -> Result<(), String> {
         .args(["-bench", "-timeout", "300s", "-rollouts"])
         .arg(ROLLOUTS.to_string())
         .arg("-plugin")
-        .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        .arg(plugin_binary!())
         .env("KUBECONFIG", &kubeconfig)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -4,9 +4,6 @@
 //!
 //! `cargo bench --bench netrpc_calls`
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +11,8 @@ use istio_router::cluster::InMemoryCluster;
 use istio_router::istio::IstioRouter;
 use istio_router::transport::netrpc::plugin::RpcError;
 use istio_router::transport::netrpc::serve_connection;
-use support::netrpc_host::{Host, set_weight_args, virtual_service};
+use test_support::fixtures::{set_weight_args, virtual_service};
+use test_support::host::Host;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

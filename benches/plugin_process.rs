@@ -6,15 +6,13 @@
 //!
 //! `cargo bench --bench plugin_process`
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::apiserver::ApiServer;
-use support::netrpc_host::{
-    Host, PluginConn, PluginProcess, ReplyBody, set_weight_args, virtual_service,
-};
+use test_support::apiserver::ApiServer;
+use test_support::fixtures::{set_weight_args, virtual_service};
+use test_support::host::{Host, PluginConn, ReplyBody};
+use test_support::launch::PluginProcess;
+use test_support::plugin_binary;
 
 const ROLLOUTS: usize = 16;
 const CALLS: usize = 5000;
@@ -55,7 +53,8 @@ async fn measure() {
     let kubeconfig = kubeconfig.display().to_string();
 
     let started = Instant::now();
-    let plugin = PluginProcess::spawn_with_env(&[], &[("KUBECONFIG", &kubeconfig)]);
+    let plugin =
+        PluginProcess::spawn_with_env(plugin_binary!(), &[], &[("KUBECONFIG", &kubeconfig)]);
     let handshake = started.elapsed();
     let host = Host::connect(&plugin.socket).await;
     host.ping().await.expect("first ping");

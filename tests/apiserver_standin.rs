@@ -1,12 +1,10 @@
 //! The Kubernetes API stand-in, driven with plain HTTP requests.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::apiserver::client::{next_event, request, send};
-use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
+use test_support::apiserver::client::{next_event, request, send};
+use test_support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 
 const VS: &str = "/apis/networking.istio.io/v1alpha3/namespaces/ns/virtualservices";
 const MERGE: Option<&str> = Some("application/merge-patch+json");
@@ -367,7 +365,7 @@ async fn closed_and_expired_watches() {
 async fn faulted(
     server: &ApiServer,
     fault: Fault,
-) -> Result<support::apiserver::client::Answer, hyper::Error> {
+) -> Result<test_support::apiserver::client::Answer, hyper::Error> {
     server.inject(vec![fault]);
     request(&server.base_url(), "GET", &format!("{VS}/web"), None, None).await
 }

@@ -25,7 +25,6 @@ mod netrpc;
 mod session;
 #[path = "conformance/standin.rs"]
 mod standin;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -5,19 +5,18 @@
 //! and sends every call through argo's `plugin/rpc` client with real
 //! `v1alpha1.Rollout` values (pod template, status).
 //!
-//! Needs Go and the Go module proxy (see tests/support/go_build.rs). Without
+//! Needs Go and the Go module proxy (see tests/support/src/go_build.rs). Without
 //! them the tests say how to enable them in one line and pass; under
 //! `CI=true` they fail.
-
-mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;
 
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
-use support::go_build::{Unavailable, go_client};
+use test_support::apiserver::ApiServer;
+use test_support::go_build::{Unavailable, go_client};
+use test_support::plugin_binary;
 
 /// What the Go client prints, one line per call, when the plugin answers
 /// every call as the controller expects.
@@ -161,7 +160,7 @@ fn run_scenario(scenario: &str) {
     let (cluster, env) = prepare_cluster(scenario);
     let output = Command::new(client)
         .args(["-scenario", scenario, "-timeout", "60s", "-plugin"])
-        .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        .arg(plugin_binary!())
         .envs(env)
         .output()
         .expect("running the Go client");

@@ -2,14 +2,12 @@
 //! changed, cut short, garbage inserted), through the server's decoding
 //! path: every outcome is a value or an error, never a panic.
 
-mod support;
-
 use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{RequestStream, split_message};
 use proptest::prelude::*;
 
 fn recorded_stream() -> Vec<u8> {
-    let dir = support::netrpc_host::fixtures().join("host/wire");
+    let dir = test_support::fixtures::fixtures().join("host/wire");
     std::fs::read(dir.join("plugin-stream.c2s.gob")).expect("recorded stream")
 }
 

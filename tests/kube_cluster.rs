@@ -1,7 +1,5 @@
 //! `KubeCluster` against the HTTP API stand-in, through a kubeconfig file.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -10,7 +8,7 @@ use istio_router::istio::{self, IstioRouter};
 use istio_router::model::Rollout;
 use istio_router::router::{TrafficRouter, Verification};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
+use test_support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
 
 struct Setup {
     server: ApiServer,

@@ -2,8 +2,6 @@
 //! controller's plugin lifecycle (ping per reconcile, kill and relaunch on
 //! a failed ping) means for the cluster.
 
-mod support;
-
 use std::time::Duration;
 
 use istio_router::model::{Rollout, WeightDestination};
@@ -11,9 +9,11 @@ use istio_router::router::{Call, Verification};
 use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{RequestStream, split_message};
 use serde_json::json;
-use support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
-use support::mock_controller::{self, MockController};
-use support::netrpc_host::{encode_request, virtual_service};
+use test_support::apiserver::{ApiServer, Fault, FaultKind, FaultOn};
+use test_support::fixtures::virtual_service;
+use test_support::host::encode_request;
+use test_support::mock_controller::{self, MockController};
+use test_support::plugin_binary;
 
 const NAMESPACE: &str = "default";
 const NAME: &str = "web";
@@ -37,7 +37,7 @@ async fn start() -> (ApiServer, tempfile::TempDir, MockController) {
     .map(String::from)
     .into();
     let env = vec![("KUBECONFIG".to_string(), kubeconfig.display().to_string())];
-    let controller = MockController::launch(&args, &env)
+    let controller = MockController::launch(plugin_binary!(), &args, &env)
         .await
         .expect("the plugin starts");
     (server, dir, controller)

@@ -1,16 +1,18 @@
 //! The built binary, driven the way the Argo Rollouts controller drives it
 //! (go-plugin net/rpc over yamux over a unix socket).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use gobwire::{Decoder, Encoder, Progress};
 use istio_router::transport::netrpc::plugin::{RpcError, VerifyWeightResponse};
 use serde_json::Value;
-use support::apiserver::ApiServer;
-use support::netrpc_host::*;
+use test_support::apiserver::ApiServer;
+use test_support::fixtures::*;
+use test_support::frames::*;
+use test_support::host::*;
+use test_support::launch::PluginProcess;
+use test_support::plugin_binary;
 
 const TWO_SECONDS: Duration = Duration::from_secs(2);
 
@@ -61,7 +63,7 @@ fn assert_hclog_lines(lines: &[String]) {
 
 #[test]
 fn without_the_cookie_it_explains_what_it_is_and_fails() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(plugin_binary!())
         .env_remove("ARGO_ROLLOUTS_RPC_PLUGIN")
         .output()
         .unwrap();
@@ -76,8 +78,11 @@ fn without_the_cookie_it_explains_what_it_is_and_fails() {
 async fn handshake_calls_and_quit_as_the_controller_does_them() {
     let (_server, _dir, kubeconfig) = cluster_with(vec![]).await;
     let started = Instant::now();
-    let mut plugin =
-        PluginProcess::spawn_with_env(&["--log-level", "debug"], &[("KUBECONFIG", &kubeconfig)]);
+    let mut plugin = PluginProcess::spawn_with_env(
+        plugin_binary!(),
+        &["--log-level", "debug"],
+        &[("KUBECONFIG", &kubeconfig)],
+    );
     let to_handshake = started.elapsed();
     assert_eq!(
         plugin.handshake,
@@ -127,7 +132,7 @@ async fn handshake_calls_and_quit_as_the_controller_does_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quit_alone_ends_the_process_within_two_seconds() {
-    let mut plugin = PluginProcess::spawn(&[]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     let _: Empty = host.control.call("Control.Quit", &true).await.unwrap();
     // The host keeps its connection open: the plugin still leaves.
@@ -143,7 +148,7 @@ async fn quit_alone_ends_the_process_within_two_seconds() {
 /// otherwise), stdout/stderr stay open, and pings are echoed.
 #[test]
 fn every_stream_is_acked_at_once_and_pings_are_answered() {
-    let plugin = PluginProcess::spawn(&[]);
+    let plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let mut raw = RawConn::connect(&plugin.socket);
     for id in [1, 3, 5] {
         raw.send(TYPE_WINDOW_UPDATE, FLAG_SYN, id, 0, &[]);
@@ -244,7 +249,7 @@ fn dispensed_id(bytes: &[u8]) -> Option<u32> {
 /// initial window on the same stream: the plugin grants window as it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_writing_past_the_initial_window_is_not_blocked() {
-    let plugin = PluginProcess::spawn(&[]);
+    let plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     let mut conn = PluginConn::new(host.plugin_stream().await);
     let dir = fixtures().join("host");
@@ -288,7 +293,8 @@ async fn sixty_four_concurrent_calls_for_sixty_four_rollouts_succeed_and_land() 
     let names: Vec<String> = (0..64).map(|i| format!("app-{i}")).collect();
     let (server, _dir, kubeconfig) =
         cluster_with(names.iter().map(|n| virtual_service("team", n)).collect()).await;
-    let plugin = PluginProcess::spawn_with_env(&[], &[("KUBECONFIG", &kubeconfig)]);
+    let plugin =
+        PluginProcess::spawn_with_env(plugin_binary!(), &[], &[("KUBECONFIG", &kubeconfig)]);
     let host = Host::connect(&plugin.socket).await;
     let mut conn = PluginConn::new(host.plugin_stream().await);
     conn.call("Plugin.InitPlugin", 0, None).await;
@@ -354,7 +360,7 @@ async fn sixty_four_concurrent_calls_for_sixty_four_rollouts_succeed_and_land() 
 /// request on the stream is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_error_responses_and_serving_continues() {
-    let plugin = PluginProcess::spawn(&[]);
+    let plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     let mut conn = PluginConn::new(host.plugin_stream().await);
     let mut seq = 0;
@@ -424,7 +430,7 @@ async fn bad_requests_get_error_responses_and_serving_continues() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_exits_when_the_host_drops_the_connection() {
-    let mut plugin = PluginProcess::spawn(&[]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     let _conn = PluginConn::new(host.plugin_stream().await);
     host.ping().await.unwrap();
@@ -436,7 +442,7 @@ async fn the_plugin_exits_when_the_host_drops_the_connection() {
 
 #[test]
 fn the_plugin_exits_when_its_stdout_is_closed_before_any_connection() {
-    let mut plugin = PluginProcess::spawn(&[]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     plugin.close_stdout();
     assert!(plugin.wait_exit(TWO_SECONDS).is_some(), "exit within 2 s");
     assert_socket_gone(&plugin);
@@ -446,7 +452,7 @@ fn the_plugin_exits_when_its_stdout_is_closed_before_any_connection() {
 /// the closed stdout alone is enough, even while the connection lingers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_exits_when_its_stdout_closes_while_connected() {
-    let mut plugin = PluginProcess::spawn(&[]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     host.ping().await.unwrap();
     plugin.close_stdout();
@@ -457,7 +463,7 @@ async fn the_plugin_exits_when_its_stdout_closes_while_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_is_ignored() {
-    let mut plugin = PluginProcess::spawn(&[]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &[]);
     let host = Host::connect(&plugin.socket).await;
     host.ping().await.unwrap();
     // SAFETY: signalling our own child process.
@@ -473,8 +479,11 @@ async fn sigint_is_ignored() {
 fn the_socket_is_shared_with_plugin_unix_socket_group() {
     // SAFETY: getgid has no preconditions.
     let gid = unsafe { libc::getgid() };
-    let plugin =
-        PluginProcess::spawn_with_env(&[], &[("PLUGIN_UNIX_SOCKET_GROUP", &gid.to_string())]);
+    let plugin = PluginProcess::spawn_with_env(
+        plugin_binary!(),
+        &[],
+        &[("PLUGIN_UNIX_SOCKET_GROUP", &gid.to_string())],
+    );
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let socket = std::fs::metadata(&plugin.socket).unwrap();
     assert_eq!(socket.permissions().mode() & 0o777, 0o660);
@@ -487,7 +496,7 @@ fn the_socket_is_shared_with_plugin_unix_socket_group() {
 /// stall the plugin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stderr_does_not_stop_the_plugin() {
-    let mut plugin = PluginProcess::spawn(&["--log-level", "trace"]);
+    let mut plugin = PluginProcess::spawn(plugin_binary!(), &["--log-level", "trace"]);
     plugin.close_stderr();
     let host = Host::connect(&plugin.socket).await;
     let mut conn = PluginConn::new(host.plugin_stream().await);

@@ -1,33 +1,23 @@
 //! The bytes the real Argo Rollouts controller sent (and a Go plugin
 //! answered), through the same decoding path the server uses.
 
-mod support;
-
 use std::time::Instant;
 
 use gobwire::{Decode, Decoder, Progress};
 use istio_router::model::{Rollout, WeightDestination, from_value};
 use istio_router::router::Call;
 use istio_router::transport::netrpc::calls::decode_call;
-use istio_router::transport::netrpc::gob::{Body, RawRequest, RequestStream, split_message};
+use istio_router::transport::netrpc::gob::{Body, RawRequest, RequestStream};
 use istio_router::transport::netrpc::plugin::{Reply, encode_response};
 use serde_json::Value;
-use support::netrpc_host::{ReplyBody, fixtures};
+use test_support::fixtures::{fixtures, gob_messages};
+use test_support::host::ReplyBody;
 
 const SCENARIOS: [&str; 2] = ["host", "subset"];
 
-/// Splits a gob byte stream into message bodies.
+/// The message bodies of a recorded gob byte stream.
 fn messages(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let (start, len) = split_message(&bytes[pos..])
-            .expect("valid framing")
-            .expect("whole message");
-        out.push(&bytes[pos + start..pos + start + len]);
-        pos += start + len;
-    }
-    out
+    gob_messages(bytes).expect("whole messages with valid framing")
 }
 
 /// Every request in `bytes`, decoded with one stream decoder.

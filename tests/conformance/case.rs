@@ -119,7 +119,7 @@ pub struct ObjectRef {
 }
 
 /// Faults use the stand-in's own types: one definition of the format.
-pub use crate::support::apiserver::{Fault, FaultKind, FaultOn};
+pub use test_support::apiserver::{Fault, FaultKind, FaultOn};
 
 /// `expect`. `verified` and `deadline` distinguish "absent" (not checked)
 /// from `null` (must be NotImplemented / no deadline).

@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use super::case::{Case, Step};
 use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
-use crate::support::go_build::{Unavailable, go_client};
 use istio_router::router::{Call, Verification};
+use test_support::go_build::{Unavailable, go_client};
+use test_support::plugin_binary;
 
 /// Longest wait for one answer: a `timeout` fault costs the plugin its
 /// Kubernetes timeout (3 s) per attempt.
@@ -81,7 +82,7 @@ impl Transport for Genuine {
             let cluster = StandIn::start().await?;
             let mut child = Command::new(&client)
                 .args(["-serve", "-plugin-name", &case.plugin_name, "-plugin"])
-                .arg(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+                .arg(plugin_binary!())
                 .arg("--")
                 .args(plugin_args(case, "netrpc"))
                 .envs(cluster.env())

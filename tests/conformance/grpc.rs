@@ -4,10 +4,11 @@
 use super::case::Case;
 use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
-use crate::support::netrpc_host::PluginProcess;
 use istio_router::model;
 use istio_router::router::{Call, Verification};
 use istio_router::transport::grpc::{self, proto::trafficrouter as pb};
+use test_support::launch::PluginProcess;
+use test_support::plugin_binary;
 
 type Client =
     pb::traffic_router_plugin_client::TrafficRouterPluginClient<tonic::transport::Channel>;
@@ -26,8 +27,13 @@ impl Transport for Grpc {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = StandIn::start().await?;
-            let plugin =
-                PluginProcess::launch(plugin_args(case, "grpc"), cluster.env(), "grpc").await?;
+            let plugin = PluginProcess::launch(
+                plugin_binary!().to_path_buf(),
+                plugin_args(case, "grpc"),
+                cluster.env(),
+                "grpc",
+            )
+            .await?;
             let channel = grpc::connect(&plugin.socket)
                 .await
                 .map_err(|e| e.to_string())?;

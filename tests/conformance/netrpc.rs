@@ -5,8 +5,9 @@
 use super::case::Case;
 use super::session::{BoxFuture, CallReply, PluginSide, Session, Transport};
 use super::standin::{StandIn, plugin_args};
-use crate::support::mock_controller::MockController;
 use istio_router::router::Call;
+use test_support::mock_controller::MockController;
+use test_support::plugin_binary;
 
 pub struct NetRpc;
 
@@ -22,8 +23,12 @@ impl Transport for NetRpc {
     fn start<'a>(&'a self, case: &'a Case) -> BoxFuture<'a, Result<Session, String>> {
         Box::pin(async move {
             let cluster = StandIn::start().await?;
-            let controller =
-                MockController::launch(&plugin_args(case, "netrpc"), &cluster.env()).await?;
+            let controller = MockController::launch(
+                plugin_binary!(),
+                &plugin_args(case, "netrpc"),
+                &cluster.env(),
+            )
+            .await?;
             Ok(Session {
                 cluster: Box::new(cluster),
                 plugin: Box::new(controller),

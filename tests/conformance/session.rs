@@ -9,8 +9,8 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::case::{Case, Fault, Step};
-pub use crate::support::mock_controller::CallReply;
 use istio_router::router::Call;
+pub use test_support::mock_controller::CallReply;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

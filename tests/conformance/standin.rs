@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::case::Fault;
 use super::session::{BoxFuture, ClusterSide};
-use crate::support::apiserver::{ApiServer, Res};
+use test_support::apiserver::{ApiServer, Res};
 
 /// How long the plugin gets to apply a watch event that the stand-in has
 /// handed to its connection (the plugin answers steady-state reads from its

@@ -4,7 +4,7 @@
 //! (core), the response bytes (reply). This is the one file of the guard
 //! that uses library APIs: when they change, only this file changes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -13,8 +13,9 @@ use istio_router::cluster::InMemoryCluster;
 use istio_router::istio::IstioRouter;
 use istio_router::router::dispatch;
 use istio_router::transport::netrpc::calls::decode_call;
-use istio_router::transport::netrpc::gob::{RequestStream, split_message};
+use istio_router::transport::netrpc::gob::RequestStream;
 use istio_router::transport::netrpc::plugin::{Reply, encode_response};
+use test_support::fixtures::{fixtures, gob_messages};
 
 /// The recorded controller session used: the host scenario, whose call 10
 /// is `SetWeight 50` with two additional destinations (the ~23 KB Rollout
@@ -34,35 +35,11 @@ const WARM_UP_CALLS: &[&str] = &[
 ];
 const MEASURED_CALL: &str = "10-SetWeight";
 
-/// `../shared/fixtures/real-controller` next to the crate, or next to an
-/// ancestor (a git worktree one level deeper).
-fn fixtures() -> Result<PathBuf, String> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/fixtures/real-controller"))
-        .find(|dir| dir.is_dir())
-        .ok_or_else(|| "no shared/fixtures/real-controller next to the crate".to_string())
-}
-
-/// Splits a gob byte stream into message bodies.
-fn messages(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let (start, len) = split_message(&bytes[pos..])
-            .map_err(|e| format!("framing: {e}"))?
-            .ok_or("a truncated message")?;
-        out.push(bytes[pos + start..pos + start + len].to_vec());
-        pos += start + len;
-    }
-    Ok(out)
-}
-
 fn wire(dir: &Path, stem: &str) -> Result<Vec<Vec<u8>>, String> {
     let path = dir.join(format!("{stem}.wire.bin"));
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    messages(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    let messages = gob_messages(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(messages.into_iter().map(<[u8]>::to_vec).collect())
 }
 
 /// One connection's state, warmed up: the decoder has the controller's type
@@ -79,7 +56,7 @@ pub struct HotPath {
 
 impl HotPath {
     pub fn prepare() -> Result<HotPath, String> {
-        let dir = fixtures()?.join(SCENARIO);
+        let dir = fixtures().join(SCENARIO);
         let cluster = Arc::new(InMemoryCluster::new());
         cluster
             .apply(

@@ -2,12 +2,10 @@
 //! private socket directory, the handshake line, stderr collected.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio");
 
 /// A launched plugin process.
 pub struct PluginProcess {
@@ -24,14 +22,16 @@ pub struct PluginProcess {
 }
 
 impl PluginProcess {
-    /// Starts the binary as the controller does and reads the handshake.
-    pub fn spawn(args: &[&str]) -> PluginProcess {
-        PluginProcess::spawn_with_env(args, &[])
+    /// Starts `binary` (see [`crate::plugin_binary`]) as the controller
+    /// does and reads the handshake.
+    pub fn spawn(binary: &Path, args: &[&str]) -> PluginProcess {
+        PluginProcess::spawn_with_env(binary, args, &[])
     }
 
     /// Starts the binary off the async runtime (spawning blocks on the
     /// handshake) and checks that it announces `protocol`.
     pub async fn launch(
+        binary: PathBuf,
         args: Vec<String>,
         env: Vec<(String, String)>,
         protocol: &str,
@@ -40,7 +40,7 @@ impl PluginProcess {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let env: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            PluginProcess::spawn_with_env(&args, &env)
+            PluginProcess::spawn_with_env(&binary, &args, &env)
         })
         .await
         .map_err(|e| format!("starting the plugin: {e}"))?;
@@ -57,14 +57,14 @@ impl PluginProcess {
         Ok(process)
     }
 
-    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> PluginProcess {
+    pub fn spawn_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> PluginProcess {
         let base_dir = std::env::temp_dir().join(format!(
             "netrpc-test-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         ));
         std::fs::create_dir_all(&base_dir).unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(binary)
             .args(args)
             .env("ARGO_ROLLOUTS_RPC_PLUGIN", "trafficrouter")
             .env("PLUGIN_PROTOCOL_VERSIONS", "1")

@@ -45,7 +45,7 @@ impl Host {
         Host::try_connect_io(io).await.unwrap()
     }
 
-    pub async fn try_connect_io<T>(io: T) -> Result<Host, String>
+    async fn try_connect_io<T>(io: T) -> Result<Host, String>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
@@ -135,7 +135,7 @@ impl PluginConn {
         self.try_send_raw(bytes).await.unwrap();
     }
 
-    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.write.write_all(bytes).await
     }
 

@@ -8,18 +8,16 @@
 //! newer Go than the one installed, so every go command runs with
 //! `GOTOOLCHAIN=go1.27.3` (fetched from the proxy by the installed `go`).
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 /// The Go toolchain argo-rollouts v1.10.2's `go 1.26.10` line needs.
-pub const GOTOOLCHAIN: &str = "go1.27.3";
+const GOTOOLCHAIN: &str = "go1.27.3";
 
 /// How to get the client when it cannot be built.
-pub const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer, on PATH or in /usr/local/go) with \
+const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer, on PATH or in /usr/local/go) with \
      access to the Go module proxy, which serves GOTOOLCHAIN=go1.27.3 and the modules pinned in \
      tests/go-client/go.sum";
 
@@ -47,7 +45,7 @@ fn in_ci() -> bool {
 }
 
 fn source_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-client")
+    crate::plugin_crate_dir().join("tests/go-client")
 }
 
 /// `go` on PATH, else the official distribution's place.

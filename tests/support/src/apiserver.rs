@@ -9,9 +9,6 @@
 //! Watch requests are never faulted: a fault is meant for the call a test
 //! makes, not for the background watch of a caching client.
 
-// Each test binary includes this module and uses a part of it.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;
@@ -57,7 +54,7 @@ impl Res {
         }
     }
 
-    pub fn plural(self) -> &'static str {
+    fn plural(self) -> &'static str {
         match self {
             Res::VirtualServices => "virtualservices",
             Res::DestinationRules => "destinationrules",
@@ -521,7 +518,7 @@ fn preserve_system_fields(old: &Value, new: &mut Value) {
 type HttpReply = Response<HttpBody>;
 
 /// A response body: a whole JSON document, or a watch stream.
-pub enum HttpBody {
+enum HttpBody {
     Full(Full<Bytes>),
     Stream(WatchBody),
 }
@@ -544,7 +541,7 @@ impl Body for HttpBody {
 /// The body of a watch: lines from the stream's task. Every item carries the
 /// resourceVersion it accounts for (lines for other namespaces are empty), so
 /// the body knows how far the stream has been handed to the connection.
-pub struct WatchBody {
+struct WatchBody {
     lines: mpsc::Receiver<(Option<Bytes>, u64)>,
     delivered: Arc<AtomicU64>,
     shared: Arc<Shared>,

@@ -6,16 +6,16 @@
 //! Arguments are the project's model types, sent as the controller sends
 //! them: gob with Go field names.
 
-// Shared by several test crates, each using a part of it.
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gobwire::{GoTime, Interface};
 use serde_json::Value;
 
-use super::netrpc_host::{Host, PluginConn, PluginProcess, Reply, ReplyBody, go};
+use crate::go_args as go;
+use crate::host::{Host, PluginConn, Reply, ReplyBody};
+use crate::launch::PluginProcess;
 use istio_router::model::{self, Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 use istio_router::router::{Call, Outcome, Verification};
 
@@ -133,6 +133,7 @@ struct Running {
 }
 
 pub struct MockController {
+    binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     running: Option<Running>,
@@ -141,10 +142,16 @@ pub struct MockController {
 }
 
 impl MockController {
-    /// Starts the plugin as the controller does; fails like the controller
-    /// when the handshake, the dispense or InitPlugin fails.
-    pub async fn launch(args: &[String], env: &[(String, String)]) -> Result<Self, String> {
+    /// Starts `binary` (see [`crate::plugin_binary`]) as the controller
+    /// does; fails like the controller when the handshake, the dispense or
+    /// InitPlugin fails.
+    pub async fn launch(
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<Self, String> {
         let mut controller = MockController {
+            binary: binary.to_path_buf(),
             args: args.to_vec(),
             env: env.to_vec(),
             running: None,
@@ -208,7 +215,13 @@ impl MockController {
     /// argo's startup sequence: spawn, handshake, connect, dispense, dial,
     /// InitPlugin, ping.
     async fn start(&mut self) -> Result<(), String> {
-        let process = PluginProcess::launch(self.args.clone(), self.env.clone(), "netrpc").await?;
+        let process = PluginProcess::launch(
+            self.binary.clone(),
+            self.args.clone(),
+            self.env.clone(),
+            "netrpc",
+        )
+        .await?;
         let host = Host::try_connect(&process.socket).await?;
         let stream = host.try_plugin_stream().await?;
         let mut running = Running {
@@ -342,7 +355,7 @@ fn system_time(t: GoTime) -> SystemTime {
 
 /// Every field of the model; `Err` names a step field whose JSON does not
 /// fit its Go type.
-pub fn go_rollout(r: &Rollout) -> Result<go::Rollout, String> {
+fn go_rollout(r: &Rollout) -> Result<go::Rollout, String> {
     Ok(go::Rollout {
         type_meta: go::TypeMeta {
             kind: r.kind.clone().unwrap_or_default(),

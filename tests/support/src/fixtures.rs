@@ -2,11 +2,12 @@
 //! arguments, and the recorded controller bytes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use gobwire::Interface;
+use istio_router::transport::netrpc::gob::split_message;
 
-use super::go::*;
+use crate::go_args::*;
 
 /// A host-split Rollout `ns/name` using VirtualService `<name>-vsvc`.
 pub fn rollout(namespace: &str, name: &str) -> Rollout {
@@ -87,12 +88,28 @@ pub fn remove_managed_routes_args(namespace: &str, name: &str) -> Option<Interfa
     )
 }
 
-/// `../shared/fixtures/real-controller` next to the crate or an ancestor.
+/// The recorded controller bytes: `../shared/fixtures/real-controller` next
+/// to the plugin crate, or next to an ancestor (a git worktree one level
+/// deeper).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    crate::plugin_crate_dir()
         .ancestors()
         .skip(1)
         .map(|dir| dir.join("shared/fixtures/real-controller"))
         .find(|dir| dir.is_dir())
         .expect("shared/fixtures/real-controller next to the crate")
+}
+
+/// Splits a recorded gob byte stream into its message bodies.
+pub fn gob_messages(bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let (start, len) = split_message(&bytes[pos..])
+            .map_err(|e| format!("framing at byte {pos}: {e}"))?
+            .ok_or_else(|| format!("a truncated message at byte {pos}"))?;
+        out.push(&bytes[pos + start..pos + start + len]);
+        pos += start + len;
+    }
+    Ok(out)
 }
