@@ -19,8 +19,16 @@ use istio_router::{logging, process};
 /// trafficRouterPlugins in the argo-rollouts-config ConfigMap). By hand, use
 /// `simulate` to see what it would do to your VirtualServices and
 /// DestinationRules.
+/// `--version`: the crate version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ROLLOUTS_PLUGIN_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -74,6 +82,12 @@ impl Protocol {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Copy this binary into DIR (for an init container; the image has no
+    /// shell) and print the path the plugin entry's file:// location names.
+    Install {
+        /// A directory shared with the controller container.
+        dir: PathBuf,
+    },
     /// Play a Rollout's canary from start to promotion against an in-memory
     /// cluster and print every call and every change.
     Simulate {
@@ -103,6 +117,16 @@ enum OutputArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Install { dir }) => match process::install(&dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Simulate {
             rollout,
             objects,
