@@ -13,12 +13,6 @@ use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{logging, process};
 
-/// Argo Rollouts traffic-router plugin for Istio.
-///
-/// The Argo Rollouts controller starts this binary itself (listed under
-/// trafficRouterPlugins in the argo-rollouts-config ConfigMap). By hand, use
-/// `simulate` to see what it would do to your VirtualServices and
-/// DestinationRules.
 /// `--version`: the crate version and the commit it was built from (build.rs).
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -27,6 +21,12 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// Argo Rollouts traffic-router plugin for Istio.
+///
+/// The Argo Rollouts controller starts this binary itself (listed under
+/// trafficRouterPlugins in the argo-rollouts-config ConfigMap). By hand, use
+/// `simulate` to see what it would do to your VirtualServices and
+/// DestinationRules.
 #[derive(Parser)]
 #[command(version = VERSION, about, long_about = None)]
 struct Cli {
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {:#}", anyhow::Error::from(e));
                 ExitCode::FAILURE
             }
         },

@@ -2,7 +2,7 @@
 //! cookie, app protocol negotiation, a unix socket in a private directory,
 //! the handshake line on stdout, SIGINT ignored, and an exit as soon as the
 //! host is gone. However the process ends short of SIGKILL (the host quits
-//! or goes away, or SIGTERM), the socket and its directory are removed.
+//! or goes away, SIGTERM, SIGHUP), the socket and its directory are removed.
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -40,14 +40,14 @@ pub enum ProcessError {
     Group { group: String, message: String },
     #[error("writing the handshake line to stdout: {0}")]
     Handshake(#[source] std::io::Error),
-    #[error("copying this binary ({from}) to {to}: {source}")]
+    #[error("copying this binary ({from}) to {to}")]
     Install {
         from: PathBuf,
         to: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("installing the SIGTERM handler: {0}")]
+    #[error("installing the SIGTERM/SIGHUP handler")]
     Signal(#[source] std::io::Error),
 }
 
@@ -165,7 +165,7 @@ pub fn announce(protocol: &str) -> Result<PluginSocket, ProcessError> {
         share_with_group(&dir, &path, &group)?;
     }
     ignore_sigint();
-    remove_on_sigterm(&socket)?;
+    remove_on_termination(&socket)?;
     let line = format!(
         "{CORE_PROTOCOL_VERSION}|{app}|unix|{}|{protocol}|\n",
         path.display()
@@ -257,20 +257,25 @@ fn ignore_sigint() {
     }
 }
 
-/// On SIGTERM (a `kill`, or a container runtime stopping the pod), removes
-/// the socket and its directory and exits with status 0: in-flight calls
-/// are abandoned, as the host that would read their replies is going too.
-fn remove_on_sigterm(socket: &PluginSocket) -> Result<(), ProcessError> {
+/// On SIGTERM (a `kill`, a container runtime stopping the pod) or SIGHUP
+/// (the terminal of a hand-started plugin closing), removes the socket and
+/// its directory and exits with status 0: in-flight calls are abandoned, as
+/// the host that would read their replies is going too.
+fn remove_on_termination(socket: &PluginSocket) -> Result<(), ProcessError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(ProcessError::Signal)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ProcessError::Signal)?;
     let (path, dir) = (socket.path.clone(), socket.dir.clone());
     tokio::spawn(async move {
-        if term.recv().await.is_some() {
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_dir(&dir);
-            tracing::info!(socket = %path.display(), "SIGTERM: removed the socket, exiting");
-            std::process::exit(0);
-        }
+        let name = tokio::select! {
+            Some(()) = term.recv() => "SIGTERM",
+            Some(()) = hangup.recv() => "SIGHUP",
+            else => return,
+        };
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
+        tracing::info!(socket = %path.display(), "{name}: removed the socket, exiting");
+        std::process::exit(0);
     });
     Ok(())
 }

@@ -83,7 +83,8 @@ fn setup() -> Option<Setup> {
     };
     let bwrap = tool("bwrap", "bubblewrap", &mut missing);
     let setpriv = tool("setpriv", "util-linux", &mut missing);
-    let qemu = which("qemu-aarch64").or_else(|| tool("qemu-aarch64-static", "qemu-user-static", &mut missing));
+    let qemu = which("qemu-aarch64")
+        .or_else(|| tool("qemu-aarch64-static", "qemu-user-static", &mut missing));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root, to run the plugin as uid 999".into());
@@ -189,7 +190,10 @@ fn unpack_image(layout: &Path, arch: &str) -> Image {
     assert_eq!(config["architecture"], arch);
     assert_eq!(config["os"], "linux");
     assert_eq!(config["config"]["User"], "999:999");
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!([IMAGE_BIN]));
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!([IMAGE_BIN])
+    );
     let layers = manifest["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), 1);
     assert_eq!(
@@ -456,7 +460,11 @@ fn the_release_files_are_static_stripped_and_checksummed() {
         assert!(!interp, "{file} asks for a dynamic loader (PT_INTERP)");
         assert!(!symtab, "{file} is not stripped (.symtab)");
         let sums = std::fs::read_to_string(setup.dist.join(format!("{file}.sha256"))).unwrap();
-        assert_eq!(sums, format!("{}  {file}\n", sha256_hex(&bytes)), "{file}.sha256");
+        assert_eq!(
+            sums,
+            format!("{}  {file}\n", sha256_hex(&bytes)),
+            "{file}.sha256"
+        );
         eprintln!("{file}: {} bytes", bytes.len());
     }
 }
@@ -468,15 +476,27 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
     let version = env!("CARGO_PKG_VERSION");
     for arch in ARCHES {
         let image = unpack_image(&setup.dist.join("oci"), arch);
-        let in_image = std::fs::read(image.rootfs.path().join("bin/rollouts-plugin-trafficrouter-istio")).unwrap();
+        let in_image = std::fs::read(
+            image
+                .rootfs
+                .path()
+                .join("bin/rollouts-plugin-trafficrouter-istio"),
+        )
+        .unwrap();
         let released = std::fs::read(
             setup
                 .dist
                 .join(format!("rollouts-plugin-trafficrouter-istio-linux-{arch}")),
         )
         .unwrap();
-        assert!(in_image == released, "{arch}: the image carries the release binary");
-        assert_eq!(image.config["config"]["Labels"]["org.opencontainers.image.version"], version);
+        assert!(
+            in_image == released,
+            "{arch}: the image carries the release binary"
+        );
+        assert_eq!(
+            image.config["config"]["Labels"]["org.opencontainers.image.version"],
+            version
+        );
 
         // --version in the root: the version and the commit.
         let root = Root::new(&setup, arch, &image);
@@ -487,7 +507,10 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
         assert!(printed.starts_with(&expected), "{arch}: {printed}");
         if let Some(head) = head_commit() {
             eprintln!("{arch}: {}", printed.trim());
-            assert!(printed.contains(&head), "{arch} built from HEAD {head}: {printed}");
+            assert!(
+                printed.contains(&head),
+                "{arch} built from HEAD {head}: {printed}"
+            );
         }
 
         // The init-container install: copy itself into a writable directory.
@@ -498,9 +521,19 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
             "/tmp/rollouts-plugin-trafficrouter-istio\n"
         );
         let copied = root.tmp.path().join("rollouts-plugin-trafficrouter-istio");
-        assert!(std::fs::read(&copied).unwrap() == released, "{arch}: install copies the binary");
-        assert_eq!(std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(std::fs::metadata(&copied).unwrap().uid(), UID, "written as uid 999");
+        assert!(
+            std::fs::read(&copied).unwrap() == released,
+            "{arch}: install copies the binary"
+        );
+        assert_eq!(
+            std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            std::fs::metadata(&copied).unwrap().uid(),
+            UID,
+            "written as uid 999"
+        );
         std::fs::remove_file(&copied).unwrap();
 
         // Serve: handshake, calls against the API stand-in, host goes away.
@@ -515,14 +548,21 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
         let (mut plugin, to_handshake) = Started::launch(&root);
         eprintln!("{arch}: handshake after {to_handshake:?} in the empty root");
         let dir = std::fs::metadata(&plugin.socket_dir).unwrap();
-        assert_eq!(dir.uid(), UID, "{arch}: the socket directory belongs to uid 999");
+        assert_eq!(
+            dir.uid(),
+            UID,
+            "{arch}: the socket directory belongs to uid 999"
+        );
         assert_eq!(dir.permissions().mode() & 0o777, 0o700);
         runtime.block_on(async {
             let host = Host::connect(&plugin.socket).await;
             host.ping().await.unwrap();
             let mut conn = PluginConn::new(host.plugin_stream().await);
             conn.call("Plugin.InitPlugin", 0, None).await;
-            assert_eq!(conn.reply().await.body, ReplyBody::Error(RpcError::default()));
+            assert_eq!(
+                conn.reply().await.body,
+                ReplyBody::Error(RpcError::default())
+            );
             conn.call("Plugin.Type", 1, None).await;
             assert_eq!(conn.reply().await.body, ReplyBody::Str("Istio".into()));
             conn.call("Plugin.SetWeight", 2, set_weight_args("team", "app", 30))
@@ -542,9 +582,16 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
                 .map(|r| r["weight"].as_i64().unwrap())
                 .collect();
             assert_eq!(weights, [70, 30], "{arch}: the call landed");
-            conn.call("Plugin.RemoveManagedRoutes", 3, remove_managed_routes_args("team", "app"))
-                .await;
-            assert_eq!(conn.reply().await.body, ReplyBody::Error(RpcError::default()));
+            conn.call(
+                "Plugin.RemoveManagedRoutes",
+                3,
+                remove_managed_routes_args("team", "app"),
+            )
+            .await;
+            assert_eq!(
+                conn.reply().await.body,
+                ReplyBody::Error(RpcError::default())
+            );
             // The host goes away: its connection and its end of our stdout.
             drop(conn);
             host.session.close();
@@ -554,8 +601,15 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
         let status = plugin.wait_exit(Duration::from_secs(10));
         assert!(status.success(), "{arch}: exit status {status}");
         assert!(!plugin.socket.exists(), "{arch}: socket left behind");
-        assert!(!plugin.socket_dir.exists(), "{arch}: socket directory left behind");
-        assert_eq!(root.tmp_entries(), Vec::<String>::new(), "{arch}: /tmp is empty again");
+        assert!(
+            !plugin.socket_dir.exists(),
+            "{arch}: socket directory left behind"
+        );
+        assert_eq!(
+            root.tmp_entries(),
+            Vec::<String>::new(),
+            "{arch}: /tmp is empty again"
+        );
         let stderr = plugin.stderr.lock().unwrap().clone();
         for line in &stderr {
             let v: Value = serde_json::from_str(line)
@@ -578,8 +632,15 @@ fn sigterm_in_the_empty_root_removes_the_socket_and_its_directory() {
         // SAFETY: signalling a process this test started.
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
         let status = plugin.wait_exit(Duration::from_secs(10));
-        assert!(status.success(), "{arch}: exit status {status} after SIGTERM");
-        assert_eq!(root.tmp_entries(), Vec::<String>::new(), "{arch}: /tmp is empty again");
+        assert!(
+            status.success(),
+            "{arch}: exit status {status} after SIGTERM"
+        );
+        assert_eq!(
+            root.tmp_entries(),
+            Vec::<String>::new(),
+            "{arch}: /tmp is empty again"
+        );
         let stderr = plugin.stderr.lock().unwrap().join("\n");
         assert!(stderr.contains("SIGTERM"), "{arch}: {stderr}");
     }

@@ -9,6 +9,8 @@
 //!   directory with another target dir, and compares the bytes with the
 //!   committed manifest's digests and with `target/dist/` when that was
 //!   built from the same commit.
+//! * `start-time [N]` measures exec to handshake line of each binary in
+//!   `target/dist/` (arm64 under qemu-user), N runs, and prints the spread.
 //! * `update-manifest` copies `target/dist/plugin-manifest.yaml` over the
 //!   committed one (after a `dist` of a clean checkout).
 
@@ -44,12 +46,15 @@ fn main() -> std::process::ExitCode {
         ["reproduce"] => reproduce(None),
         ["reproduce", commit] => reproduce(Some(commit)),
         ["update-manifest"] => update_manifest(),
+        ["start-time"] => start_time(20),
+        ["start-time", n] => n.parse().map_err(anyhow::Error::from).and_then(start_time),
         _ => {
             eprintln!(
-                "usage: cargo xtask dist | reproduce [COMMIT] | update-manifest\n\
+                "usage: cargo xtask dist | reproduce [COMMIT] | update-manifest | start-time [N]\n\
                  \n  dist             release binaries, checksums, plugin-manifest.yaml and OCI image in target/dist/\
                  \n  reproduce        rebuild a commit from `git archive` elsewhere and compare the bytes\
-                 \n  update-manifest  copy target/dist/plugin-manifest.yaml over the committed one"
+                 \n  update-manifest  copy target/dist/plugin-manifest.yaml over the committed one\
+                 \n  start-time       exec to handshake line of target/dist's binaries, N runs each (arm64 under qemu)"
             );
             return std::process::ExitCode::from(2);
         }
@@ -146,11 +151,13 @@ fn preflight() -> Result<()> {
             missing.push(format!("{tool} (apt-get install {package})"));
         }
     }
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .unwrap_or_default();
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     for (_, target) in TARGETS {
         if !installed.lines().any(|l| l == *target) {
-            missing.push(format!("the {target} standard library (rustup target add {target})"));
+            missing.push(format!(
+                "the {target} standard library (rustup target add {target})"
+            ));
         }
     }
     ensure!(
@@ -256,7 +263,11 @@ fn build_release(src: &Path, target_dir: &Path) -> Result<Built> {
     };
     let text = manifest::render(&release).map_err(anyhow::Error::msg)?;
     std::fs::write(dist.join("plugin-manifest.yaml"), text)?;
-    let paths: Vec<PathBuf> = release.artifacts.iter().map(|a| dist.join(&a.file)).collect();
+    let paths: Vec<PathBuf> = release
+        .artifacts
+        .iter()
+        .map(|a| dist.join(&a.file))
+        .collect();
     let images: Vec<oci::ImageInput<'_>> = release
         .artifacts
         .iter()
@@ -413,6 +424,79 @@ fn update_manifest() -> Result<()> {
     println!(
         "plugin-manifest.yaml now records v{} from commit {}",
         release.version, release.commit
+    );
+    Ok(())
+}
+
+/// Exec to handshake line, `runs` times per binary; arm64 runs under
+/// qemu-aarch64(-static). Prints min / median / max.
+fn start_time(runs: usize) -> Result<()> {
+    use std::io::BufRead as _;
+    ensure!(runs > 0, "start-time needs at least one run");
+    let root = workspace_root();
+    let dist = root.join("target/dist");
+    let socket_dir = root.join("target/start-time");
+    std::fs::create_dir_all(&socket_dir)?;
+    for (arch, _) in TARGETS {
+        let binary = dist.join(manifest::file_name(arch));
+        ensure!(
+            binary.is_file(),
+            "{} is missing: run `cargo xtask dist`",
+            binary.display()
+        );
+        let cmd_for = || -> Result<Command> {
+            Ok(if *arch == "arm64" {
+                let qemu = which("qemu-aarch64")
+                    .or_else(|| which("qemu-aarch64-static"))
+                    .context("qemu-aarch64 (apt-get install qemu-user-static)")?;
+                let mut c = Command::new(qemu);
+                c.arg(&binary);
+                c
+            } else {
+                Command::new(&binary)
+            })
+        };
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let mut cmd = cmd_for()?;
+            cmd.env("ARGO_ROLLOUTS_RPC_PLUGIN", "trafficrouter")
+                .env("PLUGIN_PROTOCOL_VERSIONS", "1")
+                .env("PLUGIN_UNIX_SOCKET_DIR", &socket_dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let started = Instant::now();
+            let mut child = cmd.spawn().context("starting the plugin")?;
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+            let elapsed = started.elapsed();
+            // Our end of its stdout is closed: the plugin exits by itself.
+            let status = child.wait()?;
+            ensure!(
+                line.starts_with("1|1|unix|"),
+                "{arch}: handshake {line:?}, exit {status}"
+            );
+            times.push(elapsed);
+        }
+        times.sort();
+        println!(
+            "{}: exec to handshake over {runs} runs: min {:.1?}, median {:.1?}, max {:.1?}{}",
+            manifest::file_name(arch),
+            times[0],
+            times[runs / 2],
+            times[runs - 1],
+            if *arch == "arm64" {
+                " (under qemu-user)"
+            } else {
+                ""
+            }
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&socket_dir)?.collect();
+    ensure!(
+        left.is_empty(),
+        "{} socket directories left behind",
+        left.len()
     );
     Ok(())
 }

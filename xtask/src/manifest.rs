@@ -12,8 +12,7 @@ pub const PLUGIN_NAME: &str = "argoproj-labs/istio";
 
 /// Where releases are published. The org/repo is a placeholder until the
 /// project is published (docs/install.md says so).
-pub const RELEASE_URL: &str =
-    "https://github.com/rollouts-plugin-trafficrouter-istio/rollouts-plugin-trafficrouter-istio/releases/download";
+pub const RELEASE_URL: &str = "https://github.com/rollouts-plugin-trafficrouter-istio/rollouts-plugin-trafficrouter-istio/releases/download";
 
 pub const BIN_NAME: &str = "rollouts-plugin-trafficrouter-istio";
 
@@ -66,7 +65,10 @@ pub fn render(release: &Release) -> Result<String, String> {
     };
     line(
         &mut out,
-        &format!("# {BIN_NAME} v{}: Argo Rollouts plugin entry and RBAC.", release.version),
+        &format!(
+            "# {BIN_NAME} v{}: Argo Rollouts plugin entry and RBAC.",
+            release.version
+        ),
     );
     line(
         &mut out,
@@ -79,7 +81,9 @@ pub fn render(release: &Release) -> Result<String, String> {
     line(&mut out, "#");
     line(
         &mut out,
-        &format!("# Needs Argo Rollouts {MIN_ARGO_ROLLOUTS} or newer: older controllers ignore the `args`"),
+        &format!(
+            "# Needs Argo Rollouts {MIN_ARGO_ROLLOUTS} or newer: older controllers ignore the `args`"
+        ),
     );
     line(&mut out, "# of a plugin entry.");
     line(&mut out, "#");
@@ -111,10 +115,7 @@ pub fn render(release: &Release) -> Result<String, String> {
         &mut out,
         "# sha256 at start-up and does not start if either fails, so restart it and",
     );
-    line(
-        &mut out,
-        "# watch it come up (docs/install.md):",
-    );
+    line(&mut out, "# watch it come up (docs/install.md):");
     line(&mut out, "#");
     line(
         &mut out,
@@ -166,7 +167,10 @@ pub fn render(release: &Release) -> Result<String, String> {
     );
     line(&mut out, &format!("      sha256: \"{}\"", amd64.sha256));
     line(&mut out, "      args:");
-    line(&mut out, &format!("        - \"--plugin-name={PLUGIN_NAME}\""));
+    line(
+        &mut out,
+        &format!("        - \"--plugin-name={PLUGIN_NAME}\""),
+    );
     line(&mut out, "        - \"--log-level=info\"");
     out.push_str(RBAC);
     Ok(out)
