@@ -38,6 +38,33 @@ const UID: u32 = 999;
 const IMAGE_BIN: &str = "/bin/rollouts-plugin-trafficrouter-istio";
 const ARCHES: &[&str] = &["amd64", "arm64"];
 
+/// base64 of a self-signed CA certificate (PEM) the kubeconfig names, as
+/// in-cluster configuration names the service account's ca.crt: with a CA
+/// in its configuration the Kubernetes client needs no system roots, which
+/// the root does not have (no /etc). The stand-in speaks plain HTTP, so the
+/// certificate is never used to verify anything.
+const CA_DATA: &str = concat!(
+    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENDQVRlZ0F3SUJBZ0lVUWVmMFlRL24rQ2RqaWU1eS93T2",
+    "J5a0NwcTNFd0NnWUlLb1pJemowRUF3SXcKSFRFYk1Ca0dBMVVFQXd3U1pXMXdkSGt0Y205dmRDMTBaWE4wTFdOaE1D",
+    "QVhEVEkyTVRFeU9USXhNVGt6TTFvWQpEekl4TWpZeE1UQTFNakV4T1RNeldqQWRNUnN3R1FZRFZRUUREQkpsYlhCMG",
+    "VTMXliMjkwTFhSbGMzUXRZMkV3CldUQVRCZ2NxaGtqT1BRSUJCZ2dxaGtqT1BRTUJCd05DQUFTNU9kOEdVamJjSXB3",
+    "V1NHOWVpOU5xVjlsanorSGQKNy9EZlE1NEtUcXlXS2ttd05tZTA3SytNbmgrNnFwYVVxOFNoOUkwakxIWVlENnFuWU",
+    "Z2akY4RUpvMU13VVRBZApCZ05WSFE0RUZnUVVIdnNoOVlJa2d5WVlKeWozNXhIeGorb1dQdGN3SHdZRFZSMGpCQmd3",
+    "Rm9BVUh2c2g5WUlrCmd5WVlKeWozNXhIeGorb1dQdGN3RHdZRFZSMFRBUUgvQkFVd0F3RUIvekFLQmdncWhrak9QUV",
+    "FEQWdOSUFEQkYKQWlBTGdRS0N4Y2sxY1pFSFlHdTVhZ1RjTjBHSTJCdnZXREYyQzE1YjlSYnZoQUloQUljVGgxT3Jy",
+    "d1o3ZHBxcAo1eDFHSGJVOGYrSTFrdDZvR0JqOE43L1hFVXMxCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K",
+);
+
+/// A kubeconfig for the API stand-in at `server`, with [`CA_DATA`].
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: {server}\n    \
+         certificate-authority-data: {CA_DATA}\nusers:\n- name: standin\n  user:\n    token: standin-token\n\
+         contexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\n    \
+         namespace: default\ncurrent-context: standin\n"
+    )
+}
+
 fn dist_dir() -> PathBuf {
     std::env::var_os("DIST_DIR")
         .map(PathBuf::from)
@@ -98,7 +125,7 @@ fn setup() -> Option<Setup> {
         });
     }
     let message = format!("the empty-root tests need: {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if in_ci() {
         panic!("{message}");
     }
     eprintln!("SKIPPED: {message}; .ci/dist-check installs and runs everything");
@@ -437,6 +464,10 @@ fn elf_facts(b: &[u8]) -> (u16, bool, bool) {
     (machine, interp, symtab)
 }
 
+fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
 fn head_commit() -> Option<String> {
     let out = Command::new("git")
         .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
@@ -505,12 +536,23 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
         assert!(out.status.success(), "{arch} --version: {out:?}");
         let expected = format!("rollouts-plugin-trafficrouter-istio {version} (commit ");
         assert!(printed.starts_with(&expected), "{arch}: {printed}");
-        if let Some(head) = head_commit() {
-            eprintln!("{arch}: {}", printed.trim());
-            assert!(
-                printed.contains(&head),
-                "{arch} built from HEAD {head}: {printed}"
-            );
+        eprintln!("{arch}: {}", printed.trim());
+        // The commit the release build recorded for these files.
+        let recorded = std::fs::read_to_string(setup.dist.join("plugin-manifest.yaml"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("# commit: ").map(str::to_string))
+            .expect("target/dist/plugin-manifest.yaml records the commit");
+        assert_eq!(
+            printed.trim_end(),
+            format!("{expected}{recorded})"),
+            "{arch}: --version names the commit"
+        );
+        match head_commit() {
+            Some(head) if head == recorded => {}
+            // .ci/dist-check builds target/dist from HEAD just before.
+            Some(head) if in_ci() => panic!("target/dist is from {recorded}, HEAD is {head}"),
+            head => eprintln!("note: target/dist is from {recorded}, HEAD is {head:?}"),
         }
 
         // The init-container install: copy itself into a writable directory.
@@ -542,7 +584,7 @@ fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
         server.apply(vec![virtual_service("team", "app")], "team");
         let config_dir = shared_tempdir(None);
         let kubeconfig = config_dir.path().join("kubeconfig");
-        server.kubeconfig(&kubeconfig).unwrap();
+        std::fs::write(&kubeconfig, self::kubeconfig(&server.base_url())).unwrap();
         std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
         root.kubeconfig = Some(kubeconfig);
         let (mut plugin, to_handshake) = Started::launch(&root);

@@ -323,10 +323,17 @@ fn committed_manifest(root: &Path) -> Result<Release> {
 /// different path, no .git) into `target/reproduce/target` and compares.
 fn reproduce(commit: Option<&str>) -> Result<()> {
     let root = workspace_root();
-    let recorded = committed_manifest(&root)?;
-    let commit = match commit {
-        Some(c) => git(&root, &["rev-parse", &format!("{c}^{{commit}}")])?,
-        None => recorded.commit.clone(),
+    // Without a commit, the committed manifest says which one; with one, a
+    // manifest that cannot be read just leaves target/dist to compare with.
+    let (commit, recorded) = match commit {
+        None => {
+            let recorded = committed_manifest(&root)?;
+            (recorded.commit.clone(), Some(recorded))
+        }
+        Some(c) => (
+            git(&root, &["rev-parse", &format!("{c}^{{commit}}")])?,
+            committed_manifest(&root).ok(),
+        ),
     };
     let epoch = git(&root, &["log", "-1", "--format=%ct", &commit])
         .with_context(|| format!("commit {commit} is not in this repository"))?;
@@ -381,7 +388,7 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
             }
         }
     };
-    if recorded.commit == commit {
+    if let Some(recorded) = recorded.as_ref().filter(|r| r.commit == commit) {
         if recorded.rustc != again.release.rustc {
             bail!(
                 "the committed plugin-manifest.yaml was built with {}, this is {}: \
@@ -390,7 +397,7 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
                 again.release.rustc
             );
         }
-        compare("the committed plugin-manifest.yaml", &recorded);
+        compare("the committed plugin-manifest.yaml", recorded);
     }
     let dist_manifest = root.join("target/dist/plugin-manifest.yaml");
     if let Ok(text) = std::fs::read_to_string(&dist_manifest) {
