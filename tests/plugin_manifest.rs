@@ -122,7 +122,7 @@ fn the_committed_manifest_is_the_generators_output() {
     assert!(text.contains(&format!("Argo Rollouts {}", manifest::MIN_ARGO_ROLLOUTS)));
     assert!(text.contains("MERGE, DO NOT REPLACE"));
     assert!(
-        !text.contains("file://"),
+        !text.contains("location: \"file://"),
         "the file:// variant lives in docs/install.md"
     );
 }
