@@ -221,7 +221,11 @@ fn build_release(src: &Path, target_dir: &Path) -> Result<Built> {
             .env_remove("CARGO_BUILD_RUSTFLAGS")
             .env("CARGO_ENCODED_RUSTFLAGS", rustflags(src, target_dir))
             .env(COMMIT_ENV, &commit)
-            .env("SOURCE_DATE_EPOCH", epoch.to_string());
+            // For the C compiler (ring): a fixed date for __DATE__/__TIME__.
+            // Fixed rather than the commit's time, which would rebuild every
+            // cc-built crate after each commit (cc reruns when it changes);
+            // the commit time stamps the OCI image instead.
+            .env("SOURCE_DATE_EPOCH", "0");
         if *arch == "arm64" {
             // ring's C and assembly: any aarch64 gcc will do (it uses no
             // libc headers); musl comes from Rust's self-contained target.
@@ -404,6 +408,19 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
         let in_dist = manifest::parse_header(&text).map_err(anyhow::Error::msg)?;
         if in_dist.commit == commit {
             compare("target/dist (built in the checkout)", &in_dist);
+            // index.json names the image index by digest, which covers every
+            // manifest, config and layer below it.
+            let index = |dist: &Path| std::fs::read(dist.join("oci/index.json")).ok();
+            let same = index(&again.dist).is_some()
+                && index(&again.dist) == index(&root.join("target/dist"));
+            compared += 1;
+            println!(
+                "  oci/ image: {} target/dist (built in the checkout)",
+                if same { "identical to" } else { "DIFFERS from" }
+            );
+            if !same {
+                differ.push("oci/index.json".to_string());
+            }
         }
     }
     ensure!(
