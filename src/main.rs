@@ -12,6 +12,14 @@ use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{controller, logging, process};
 
+/// `--version`: the crate version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ROLLOUTS_PLUGIN_COMMIT"),
+    ")"
+);
+
 /// Argo Rollouts traffic-router plugin for Istio.
 ///
 /// The Argo Rollouts controller starts this binary itself (listed under
@@ -19,7 +27,7 @@ use istio_router::{controller, logging, process};
 /// `simulate` to see what it would do to your VirtualServices and
 /// DestinationRules.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -73,6 +81,12 @@ impl Protocol {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Copy this binary into DIR (for an init container; the image has no
+    /// shell) and print the path the plugin entry's file:// location names.
+    Install {
+        /// A directory shared with the controller container.
+        dir: PathBuf,
+    },
     /// Play a Rollout's canary from start to promotion against an in-memory
     /// cluster and print every call and every change.
     Simulate {
@@ -106,6 +120,16 @@ enum OutputArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Some(Command::Install { dir }) => match process::install(&dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {:#}", anyhow::Error::from(e));
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Simulate {
             rollout,
             objects,

@@ -1,7 +1,8 @@
 //! The plugin process as go-plugin launches it (server.go, `Serve`): magic
 //! cookie, app protocol negotiation, a unix socket in a private directory,
 //! the handshake line on stdout, SIGINT ignored, and an exit as soon as the
-//! host is gone.
+//! host is gone. However the process ends short of SIGKILL (the host quits
+//! or goes away, SIGTERM, SIGHUP), the socket and its directory are removed.
 
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -39,6 +40,45 @@ pub enum ProcessError {
     Group { group: String, message: String },
     #[error("writing the handshake line to stdout: {0}")]
     Handshake(#[source] std::io::Error),
+    #[error("copying this binary ({from}) to {to}")]
+    Install {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installing the SIGTERM/SIGHUP handler")]
+    Signal(#[source] std::io::Error),
+}
+
+/// The file name `install` gives the copy.
+pub const INSTALLED_NAME: &str = "rollouts-plugin-trafficrouter-istio";
+
+/// Copies the running binary to `dir/rollouts-plugin-trafficrouter-istio`,
+/// mode 0755, through a temporary name so the controller never sees half a
+/// file; returns the path.
+pub fn install(dir: &Path) -> Result<PathBuf, ProcessError> {
+    let to = dir.join(INSTALLED_NAME);
+    let partial = dir.join(format!(".{INSTALLED_NAME}.partial"));
+    let from = std::env::current_exe().map_err(|source| ProcessError::Install {
+        from: PathBuf::from("/proc/self/exe"),
+        to: to.clone(),
+        source,
+    })?;
+    let copy = || -> std::io::Result<()> {
+        std::fs::copy(&from, &partial)?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&partial, &to)
+    };
+    copy().map_err(|source| {
+        let _ = std::fs::remove_file(&partial);
+        ProcessError::Install {
+            from: from.clone(),
+            to: to.clone(),
+            source,
+        }
+    })?;
+    Ok(to)
 }
 
 /// Whether the controller started this process (the magic cookie is set).
@@ -125,6 +165,7 @@ pub fn announce(protocol: &str) -> Result<PluginSocket, ProcessError> {
         share_with_group(&dir, &path, &group)?;
     }
     ignore_sigint();
+    remove_on_termination(&socket)?;
     let line = format!(
         "{CORE_PROTOCOL_VERSION}|{app}|unix|{}|{protocol}|\n",
         path.display()
@@ -214,6 +255,29 @@ fn ignore_sigint() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
+}
+
+/// On SIGTERM (a `kill`, a container runtime stopping the pod) or SIGHUP
+/// (the terminal of a hand-started plugin closing), removes the socket and
+/// its directory and exits with status 0: in-flight calls are abandoned, as
+/// the host that would read their replies is going too.
+fn remove_on_termination(socket: &PluginSocket) -> Result<(), ProcessError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(ProcessError::Signal)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ProcessError::Signal)?;
+    let (path, dir) = (socket.path.clone(), socket.dir.clone());
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            Some(()) = term.recv() => "SIGTERM",
+            Some(()) = hangup.recv() => "SIGHUP",
+            else => return,
+        };
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
+        tracing::info!(socket = %path.display(), "{name}: removed the socket, exiting");
+        std::process::exit(0);
+    });
+    Ok(())
 }
 
 /// Resolves when the host can no longer read our stdout: the pipe's read

@@ -102,9 +102,14 @@ fn plugin_entry(manifest: &Path) -> anyhow::Result<Value> {
     for document in yaml_documents(&text)? {
         let (kind, name) = kind_and_name(&document)?;
         if kind == "ConfigMap" && name == "argo-rollouts-config" {
-            let entries = document["data"]["trafficRouterPlugins"].as_str().ok_or_else(|| {
-                anyhow!("{}: the ConfigMap has no data.trafficRouterPlugins", manifest.display())
-            })?;
+            let entries = document["data"]["trafficRouterPlugins"]
+                .as_str()
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: the ConfigMap has no data.trafficRouterPlugins",
+                        manifest.display()
+                    )
+                })?;
             let entries: Vec<Value> = serde_yaml::from_str(entries)?;
             return entries
                 .into_iter()
@@ -112,7 +117,10 @@ fn plugin_entry(manifest: &Path) -> anyhow::Result<Value> {
                 .ok_or_else(|| anyhow!("{}: trafficRouterPlugins is empty", manifest.display()));
         }
     }
-    bail!("{} has no argo-rollouts-config ConfigMap", manifest.display())
+    bail!(
+        "{} has no argo-rollouts-config ConfigMap",
+        manifest.display()
+    )
 }
 
 pub struct Controller {
@@ -335,7 +343,10 @@ async fn install_plugin_manifest(
                 .and_then(|rest| rest.split_once('/'))
                 .map(|(_, path)| path)
                 .ok_or_else(|| {
-                    anyhow!("{}: the plugin location {location:?} is not https://", plugin.manifest.display())
+                    anyhow!(
+                        "{}: the plugin location {location:?} is not https://",
+                        plugin.manifest.display()
+                    )
                 })?;
             entry["location"] = json!(format!("https://127.0.0.1:{port}/{path}"));
         }
@@ -344,10 +355,12 @@ async fn install_plugin_manifest(
             entry["sha256"] = json!(plugin.sha256);
         }
     }
-    let plugin_name = entry["name"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("{}: the plugin entry has no name", plugin.manifest.display()))?;
+    let plugin_name = entry["name"].as_str().map(str::to_string).ok_or_else(|| {
+        anyhow!(
+            "{}: the plugin entry has no name",
+            plugin.manifest.display()
+        )
+    })?;
     for mut document in yaml_documents(&text)? {
         let (kind, name) = kind_and_name(&document)?;
         if kind == "ConfigMap" && name == "argo-rollouts-config" {

@@ -97,7 +97,8 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     let (mut passed, mut failed) = (0, 0);
     for version in &versions {
         let started = Instant::now();
-        let controller = Controller::start(&cluster, &built, version, &plugin, release_port).await?;
+        let controller =
+            Controller::start(&cluster, &built, version, &plugin, release_port).await?;
         eprintln!(
             "e2e: argo-rollouts {version} running with plugin {}",
             controller.plugin_name
