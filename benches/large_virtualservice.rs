@@ -67,7 +67,11 @@ async fn measure() {
     }))
     .unwrap();
     let router = IstioRouter::new(cluster, DEFAULT_PLUGIN_NAME);
-    for (label, weight) in [("SetWeight 10 (first)", 10), ("SetWeight 20", 20), ("SetWeight 20 (no change)", 20)] {
+    for (label, weight) in [
+        ("SetWeight 10 (first)", 10),
+        ("SetWeight 20", 20),
+        ("SetWeight 20 (no change)", 20),
+    ] {
         let started = Instant::now();
         let outcome = dispatch(
             &router,
@@ -93,5 +97,8 @@ async fn measure() {
     )
     .await;
     assert!(matches!(outcome, Outcome::Verified(Ok(_))), "{outcome:?}");
-    println!("VerifyWeight 20: {ROUTES} routes in {:?}", started.elapsed());
+    println!(
+        "VerifyWeight 20: {ROUTES} routes in {:?}",
+        started.elapsed()
+    );
 }
