@@ -103,7 +103,9 @@ impl Scenario {
         Self::from_texts(&[(file.to_string(), text.to_string())], plugin_name)
     }
 
-    fn from_texts(
+    /// Reads manifests given as `(file name, text)` pairs, as [`Self::load`]
+    /// does after reading the files.
+    pub fn from_texts(
         files: &[(String, String)],
         plugin_name: Option<&str>,
     ) -> Result<Self, SimulateError> {

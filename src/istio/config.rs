@@ -6,6 +6,7 @@
 //! disable a feature.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 use crate::model::{self, Rollout};
 
@@ -83,6 +84,8 @@ pub struct RouterConfig {
     pub destination_rule: Option<DestinationRuleRef>,
     /// `Some` when `trafficRouting.managedRoutes` is present (even empty).
     pub managed_routes: Option<Vec<String>>,
+    /// The same names as a set, so membership is not a scan per route.
+    managed_set: HashSet<String>,
     /// `maxTrafficWeight`, default 100 (see "SetWeight" in docs/behaviour.md).
     pub max_weight: i64,
 }
@@ -159,6 +162,12 @@ impl RouterConfig {
             stable_service,
             virtual_services,
             destination_rule: config.destination_rule,
+            managed_set: routing
+                .managed_routes
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect(),
             managed_routes: routing
                 .managed_routes
                 .as_ref()
@@ -168,9 +177,7 @@ impl RouterConfig {
     }
 
     pub fn is_managed(&self, route_name: &str) -> bool {
-        self.managed_routes
-            .as_ref()
-            .is_some_and(|names| names.iter().any(|n| n == route_name))
+        self.managed_set.contains(route_name)
     }
 }
 

@@ -58,8 +58,17 @@ pub fn http_routes_required(doc: &Value) -> Result<&Vec<Value>, String> {
     routes(doc, RouteKind::Http)?.ok_or_else(|| "spec.http not found".to_string())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times [`route_name`] ran on this thread (the work-count
+    /// tests in `super::tests`).
+    pub static ROUTE_NAME_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A route's `name`; missing or not a string counts as "" (as in the built-in).
 pub fn route_name(route: &Value) -> &str {
+    #[cfg(test)]
+    ROUTE_NAME_READS.with(|n| n.set(n.get() + 1));
     route.get("name").and_then(Value::as_str).unwrap_or("")
 }
 
@@ -75,19 +84,25 @@ pub fn check_route_objects(list: &[Value], kind: RouteKind) -> Result<(), String
     }
 }
 
-/// Reads a weight: absent or null is 0; an integral number is taken as is;
+/// Reads a weight: absent or null is 0; an integer in `0..=i32::MAX`
+/// (Istio's `weight` is an int32, and negative traffic means nothing) is
+/// taken as is, also when written as a float without a fraction (`50.0`);
 /// anything else is an error naming `path`.
 pub fn weight(destination: &Value, path: &str) -> Result<i64, String> {
     match destination.get("weight") {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| {
+        Some(Value::Number(n)) => {
+            let integer = n.as_i64().or_else(|| {
                 n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15)
                     .map(|f| f as i64)
-            })
-            .ok_or_else(|| format!("{path}.weight is {n}, not an integer")),
+            });
+            match integer {
+                Some(w) if (0..=i64::from(i32::MAX)).contains(&w) => Ok(w),
+                Some(_) => Err(format!("{path}.weight is {n}, outside 0..={}", i32::MAX)),
+                None => Err(format!("{path}.weight is {n}, not an integer")),
+            }
+        }
         Some(other) => Err(format!(
             "{path}.weight is {}, not a number",
             type_name(other)

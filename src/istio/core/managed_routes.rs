@@ -1,7 +1,7 @@
 //! Removing and ordering routes, and RemoveManagedRoutes (see "Route order
 //! and removal" in docs/behaviour.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -72,21 +72,25 @@ pub fn order_routes(doc: &mut Value, config: &RouterConfig) -> Result<(), String
     let Some(routes) = json::routes_mut(doc, RouteKind::Http) else {
         return Err("spec.http not found".into());
     };
-    let mut remaining: Vec<Option<Value>> = routes.drain(..).map(Some).collect();
-    let mut ordered = Vec::with_capacity(remaining.len());
-    let mut seen_names = BTreeSet::new();
+    // Rank of each managed name (its first position), then one stable sort:
+    // managed routes by rank, the others after them in their current order.
+    let mut rank: HashMap<&str, usize> = HashMap::with_capacity(managed.len());
     for name in managed {
-        if !seen_names.insert(name.as_str()) {
-            continue;
-        }
-        for slot in remaining.iter_mut() {
-            if slot.as_ref().is_some_and(|r| json::route_name(r) == name) {
-                ordered.extend(slot.take());
-            }
-        }
+        let next = rank.len();
+        rank.entry(name.as_str()).or_insert(next);
     }
-    ordered.extend(remaining.into_iter().flatten());
-    *routes = ordered;
+    let mut keyed: Vec<(usize, Value)> = routes
+        .drain(..)
+        .map(|route| {
+            let key = rank
+                .get(json::route_name(&route))
+                .copied()
+                .unwrap_or(usize::MAX);
+            (key, route)
+        })
+        .collect();
+    keyed.sort_by_key(|(key, _)| *key);
+    routes.extend(keyed.into_iter().map(|(_, route)| route));
     Ok(())
 }
 

@@ -90,3 +90,104 @@ impl CanaryTarget {
         serde_json::Value::Object(destination)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Work counts, not wall time: selection, ordering and the weight edit
+    //! read each route's name a bounded number of times, however many
+    //! routes and managed routes there are.
+
+    use serde_json::{Value, json};
+
+    use super::json::ROUTE_NAME_READS;
+    use super::*;
+    use crate::istio::config::{DEFAULT_PLUGIN_NAME, RouterConfig};
+    use crate::model::Rollout;
+
+    const ROUTES: usize = 10_000;
+
+    fn rollout(routes: &[String], managed: &[String]) -> Rollout {
+        Rollout::from_json(json!({
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {"strategy": {"canary": {
+                "canaryService": "canary",
+                "stableService": "stable",
+                "trafficRouting": {
+                    "managedRoutes": managed.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+                    "plugins": {DEFAULT_PLUGIN_NAME: {
+                        "virtualService": {"name": "vs", "routes": routes},
+                    }},
+                },
+            }}},
+        }))
+        .unwrap()
+    }
+
+    fn virtual_service(names: &[String]) -> Value {
+        let http: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                json!({"name": name, "route": [
+                    {"destination": {"host": "stable"}, "weight": 100},
+                    {"destination": {"host": "canary"}, "weight": 0},
+                ]})
+            })
+            .collect();
+        json!({"metadata": {"name": "vs", "namespace": "ns"}, "spec": {"http": http}})
+    }
+
+    fn reads(f: impl FnOnce()) -> usize {
+        ROUTE_NAME_READS.with(|n| n.set(0));
+        f();
+        ROUTE_NAME_READS.with(|n| n.get())
+    }
+
+    #[test]
+    fn set_weight_on_10000_selected_routes_reads_each_name_a_few_times() {
+        let names: Vec<String> = (0..ROUTES).map(|i| format!("route-{i}")).collect();
+        // Every route selected, the last half also managed (in reverse, so
+        // ordering has work to do).
+        let managed: Vec<String> = names[ROUTES / 2..].iter().rev().cloned().collect();
+        let rollout = rollout(&names, &managed);
+        let config = RouterConfig::from_rollout(&rollout, DEFAULT_PLUGIN_NAME).unwrap();
+        let reference = &config.virtual_services[0];
+        let ctx = VirtualServiceContext {
+            object: "VirtualService ns/vs",
+            config: &config,
+            reference,
+        };
+        let mut doc = virtual_service(&names);
+        let request = WeightRequest::new(30, &[], config.max_weight).unwrap();
+        let n = reads(|| {
+            assert!(set_weight(&mut doc, &ctx, request).unwrap());
+        });
+        // A nested scan would read about ROUTES² / 2 = 50 000 000 names.
+        assert!(n <= 8 * ROUTES, "{n} route-name reads for {ROUTES} routes");
+        let http = doc["spec"]["http"].as_array().unwrap();
+        assert_eq!(http[0]["name"], json!(format!("route-{}", ROUTES - 1)));
+        assert_eq!(http[ROUTES / 2]["name"], json!("route-0"));
+        assert!(
+            http.iter()
+                .all(|r| r["route"][1]["weight"] == json!(30)
+                    && r["route"][0]["weight"] == json!(70))
+        );
+    }
+
+    #[test]
+    fn remove_managed_routes_on_10000_routes_reads_each_name_a_few_times() {
+        let names: Vec<String> = (0..ROUTES).map(|i| format!("route-{i}")).collect();
+        let rollout = rollout(&names[..1], &names[1..]);
+        let config = RouterConfig::from_rollout(&rollout, DEFAULT_PLUGIN_NAME).unwrap();
+        let ctx = VirtualServiceContext {
+            object: "VirtualService ns/vs",
+            config: &config,
+            reference: &config.virtual_services[0],
+        };
+        let mut doc = virtual_service(&names);
+        let n = reads(|| {
+            assert!(remove_managed_routes(&mut doc, &ctx, &rollout).unwrap());
+        });
+        assert!(n <= 4 * ROUTES, "{n} route-name reads for {ROUTES} routes");
+        assert_eq!(doc["spec"]["http"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,7 +1,7 @@
 //! Which routes SetWeight edits and the checks that run before any change
 //! (see "Route selection" and "Destination validation" in docs/behaviour.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -31,15 +31,18 @@ pub fn select_http(
         };
         return Ok(inferred.into_iter().collect());
     }
+    // The first route of each name, found in one pass over the routes.
+    let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        first_of.entry(json::route_name(route)).or_insert(i);
+    }
     let mut selected = Vec::new();
+    let mut seen = HashSet::new();
     for name in names {
-        let index = routes
-            .iter()
-            .position(|r| json::route_name(r) == name)
-            .ok_or_else(|| {
-                format!("HTTP Route '{name}' is not found in the defined Virtual Service.")
-            })?;
-        if !selected.contains(&index) {
+        let index = *first_of.get(name.as_str()).ok_or_else(|| {
+            format!("HTTP Route '{name}' is not found in the defined Virtual Service.")
+        })?;
+        if seen.insert(index) {
             selected.push(index);
         }
     }
@@ -103,53 +106,69 @@ fn port_and_sni_hosts(
     Ok((port, hosts))
 }
 
-fn tls_route_matches(route: &Value, path: &str, wanted: &TlsRouteRef) -> Result<bool, String> {
-    let (port, hosts) = port_and_sni_hosts(route, path)?;
-    Ok(port == Some(wanted.port)
-        && wanted.sni_hosts.len() == hosts.len()
-        && hosts.iter().all(|h| wanted.sni_hosts.contains(h)))
-}
-
-fn tcp_route_matches(route: &Value, path: &str, wanted: &TcpRouteRef) -> Result<bool, String> {
-    Ok(port_and_sni_hosts(route, path)?.0 == Some(wanted.port))
-}
-
 /// Indices of the TLS routes selected by `wanted`, de-duplicated.
 pub fn select_tls(routes: &[Value], wanted: &[TlsRouteRef]) -> Result<Vec<usize>, String> {
-    select_by_port(routes, wanted, RouteKind::Tls, tls_route_matches)
+    if wanted.is_empty() {
+        return Ok(first_route(routes));
+    }
+    // Each route's (port, SNI hosts) read once; a route whose blocks
+    // disagree on the port matches nothing.
+    let mut by_key: HashMap<(i64, Vec<String>), Vec<usize>> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        let (port, hosts) = port_and_sni_hosts(route, &format!("spec.tls[{i}]"))?;
+        if let Some(port) = port {
+            by_key
+                .entry((port, hosts.into_iter().collect()))
+                .or_default()
+                .push(i);
+        }
+    }
+    select_by_key(wanted, RouteKind::Tls, |entry| {
+        let hosts: BTreeSet<&String> = entry.sni_hosts.iter().collect();
+        // The route must carry exactly the wanted hosts (as a set).
+        if hosts.len() != entry.sni_hosts.len() {
+            return None;
+        }
+        by_key.get(&(entry.port, hosts.into_iter().cloned().collect()))
+    })
 }
 
 /// Indices of the TCP routes selected by `wanted`, de-duplicated.
 pub fn select_tcp(routes: &[Value], wanted: &[TcpRouteRef]) -> Result<Vec<usize>, String> {
-    select_by_port(routes, wanted, RouteKind::Tcp, tcp_route_matches)
+    if wanted.is_empty() {
+        return Ok(first_route(routes));
+    }
+    let mut by_port: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        if let (Some(port), _) = port_and_sni_hosts(route, &format!("spec.tcp[{i}]"))? {
+            by_port.entry(port).or_default().push(i);
+        }
+    }
+    select_by_key(wanted, RouteKind::Tcp, |entry| by_port.get(&entry.port))
 }
 
-fn select_by_port<T>(
-    routes: &[Value],
+/// With no route configured, the first route (if any).
+fn first_route(routes: &[Value]) -> Vec<usize> {
+    if routes.is_empty() { vec![] } else { vec![0] }
+}
+
+/// For each wanted entry, the routes `lookup` finds for it (in route order),
+/// de-duplicated; an entry that finds none is an error.
+fn select_by_key<'m, T>(
     wanted: &[T],
     kind: RouteKind,
-    matches: fn(&Value, &str, &T) -> Result<bool, String>,
+    lookup: impl Fn(&T) -> Option<&'m Vec<usize>>,
 ) -> Result<Vec<usize>, String> {
-    if wanted.is_empty() {
-        return Ok(if routes.is_empty() { vec![] } else { vec![0] });
-    }
     let mut selected = Vec::new();
+    let mut seen = HashSet::new();
     for entry in wanted {
-        let mut found = false;
-        for (i, route) in routes.iter().enumerate() {
-            if matches(route, &format!("spec.{}[{i}]", kind.field()), entry)? {
-                found = true;
-                if !selected.contains(&i) {
-                    selected.push(i);
-                }
-            }
-        }
-        if !found {
+        let Some(found) = lookup(entry).filter(|found| !found.is_empty()) else {
             return Err(format!(
                 "No matching {} routes found in the defined Virtual Service.",
                 kind.label()
             ));
-        }
+        };
+        selected.extend(found.iter().copied().filter(|i| seen.insert(*i)));
     }
     Ok(selected)
 }

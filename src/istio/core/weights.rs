@@ -166,14 +166,24 @@ fn reweight_route(
         !subset.is_empty()
             && additional_subsets.is_some_and(|names| names.iter().any(|n| n == subset))
     };
-    let additional_subset_weight: i64 = views
-        .iter()
-        .filter(|(_, subset, _)| is_additional_subset(subset))
-        .map(|(_, _, w)| *w)
-        .sum();
-    let experiments: i64 = request.additional.iter().map(|d| i64::from(d.weight)).sum();
-    let stable_weight =
-        (config.max_weight - request.desired - experiments - additional_subset_weight).max(0);
+    let additional_subset_weight = checked_sum(
+        views
+            .iter()
+            .filter(|(_, subset, _)| is_additional_subset(subset))
+            .map(|(_, _, w)| *w),
+        || format!("{path}: the additional subsets' weights overflow"),
+    )?;
+    let experiments = checked_sum(
+        request.additional.iter().map(|d| i64::from(d.weight)),
+        || "the additional destinations' weights overflow".to_string(),
+    )?;
+    let stable_weight = config
+        .max_weight
+        .checked_sub(request.desired)
+        .and_then(|w| w.checked_sub(experiments))
+        .and_then(|w| w.checked_sub(additional_subset_weight))
+        .ok_or_else(|| format!("{path}: the stable weight overflows"))?
+        .max(0);
 
     let mut claimed = vec![false; request.additional.len()];
     let mut targets = Vec::with_capacity(views.len());
@@ -241,15 +251,28 @@ fn reweight_route(
     if !changed {
         return Ok(false);
     }
-    let total: i64 = list
-        .iter()
-        .enumerate()
-        .map(|(i, d)| json::weight(d, &format!("{path}.route[{i}]")).unwrap_or(0))
-        .sum();
+    let mut weights = Vec::with_capacity(list.len());
+    for (i, d) in list.iter().enumerate() {
+        weights.push(json::weight(d, &format!("{path}.route[{i}]"))?);
+    }
+    let total = checked_sum(weights, || {
+        format!("{path}: the total weight of its destinations overflows")
+    })?;
     if total <= 0 {
         return Err(format!(
             "refusing to leave {path} with a total weight of {total}: Istio rejects a route whose weights are all zero"
         ));
     }
     Ok(true)
+}
+
+/// The sum of `weights`, or the error `overflow` describes.
+fn checked_sum(
+    weights: impl IntoIterator<Item = i64>,
+    overflow: impl FnOnce() -> String,
+) -> Result<i64, String> {
+    weights
+        .into_iter()
+        .try_fold(0i64, i64::checked_add)
+        .ok_or_else(overflow)
 }

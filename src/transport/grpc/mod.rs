@@ -44,9 +44,10 @@ pub mod proto {
 /// The health service name go-plugin's client checks (`Ping`).
 pub const HEALTH_SERVICE: &str = "plugin";
 
-/// go-plugin's client sends and accepts messages up to `math.MaxInt32`
-/// bytes; a large Rollout must not be refused by a smaller default.
-pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+/// The largest message decoded or encoded: go-plugin's client allows up to
+/// `math.MaxInt32` bytes, but a Rollout is tens of KB, so the plugin holds
+/// to [`super::MAX_REQUEST_BYTES`] (still far above tonic's 4 MiB default).
+pub const MAX_MESSAGE_SIZE: usize = super::MAX_REQUEST_BYTES;
 
 /// How long in-flight calls may run on after a shutdown request. The host
 /// kills the plugin 2 s after `Shutdown` returns, so stop before that.

@@ -44,7 +44,7 @@ enum Argument {
     Value {
         want: &'static str,
         schema: &'static Schema,
-        build: fn(&Args) -> Result<Call, CallError>,
+        build: fn(&mut Args) -> Result<Call, CallError>,
     },
 }
 
@@ -89,15 +89,17 @@ fn argument_of(method: &str) -> Option<Argument> {
             },
         ),
         "SetHeaderRoute" => value("SetHeaderArgs", &SET_HEADER_ARGS, |a| {
+            let route = object_or_empty(a.take("SetHeaderRoute"));
             Ok(Call::SetHeaderRoute {
                 rollout: a.rollout()?,
-                route: a.model(object_or_empty(a.field("SetHeaderRoute")), "SetHeaderRoute")?,
+                route: a.model(route, "SetHeaderRoute")?,
             })
         }),
         "SetMirrorRoute" => value("SetMirrorArgs", &SET_MIRROR_ARGS, |a| {
+            let route = object_or_empty(a.take("SetMirrorRoute"));
             Ok(Call::SetMirrorRoute {
                 rollout: a.rollout()?,
-                route: a.model(object_or_empty(a.field("SetMirrorRoute")), "SetMirrorRoute")?,
+                route: a.model(route, "SetMirrorRoute")?,
             })
         }),
         "RemoveManagedRoutes" => value("RemoveManagedRoutesArgs", &ROLLOUT_ONLY_ARGS, |a| {
@@ -123,7 +125,8 @@ fn argument_of(method: &str) -> Option<Argument> {
     })
 }
 
-/// A decoded argument struct (Go field names as keys) of one request.
+/// A decoded argument struct (Go field names as keys) of one request. Each
+/// field is taken out once, so nothing (the Rollout least) is copied.
 struct Args<'a> {
     method: &'a str,
     want: &'static str,
@@ -131,8 +134,11 @@ struct Args<'a> {
 }
 
 impl Args<'_> {
-    fn field(&self, key: &str) -> Value {
-        self.fields.get(key).cloned().unwrap_or(Value::Null)
+    fn take(&mut self, key: &str) -> Value {
+        self.fields
+            .get_mut(key)
+            .map(Value::take)
+            .unwrap_or(Value::Null)
     }
 
     fn string(&self, key: &str) -> String {
@@ -154,17 +160,19 @@ impl Args<'_> {
         })
     }
 
-    fn rollout(&self) -> Result<Rollout, CallError> {
-        Rollout::from_json(flatten_rollout(self.fields.get("Rollout").cloned())).map_err(|error| {
-            CallError::Model {
-                method: self.method.to_string(),
-                error,
-            }
+    fn rollout(&mut self) -> Result<Rollout, CallError> {
+        let rollout = match self.take("Rollout") {
+            Value::Null => None,
+            v => Some(v),
+        };
+        Rollout::from_json(flatten_rollout(rollout)).map_err(|error| CallError::Model {
+            method: self.method.to_string(),
+            error,
         })
     }
 
-    fn weight(&self) -> Result<i32, CallError> {
-        let w = self.field("DesiredWeight").as_i64().unwrap_or(0);
+    fn weight(&mut self) -> Result<i32, CallError> {
+        let w = self.take("DesiredWeight").as_i64().unwrap_or(0);
         i32::try_from(w).map_err(|_| CallError::Decode {
             method: self.method.to_string(),
             want: self.want,
@@ -172,8 +180,8 @@ impl Args<'_> {
         })
     }
 
-    fn additional(&self) -> Result<Vec<WeightDestination>, CallError> {
-        let value = match self.field("AdditionalDestinations") {
+    fn additional(&mut self) -> Result<Vec<WeightDestination>, CallError> {
+        let value = match self.take("AdditionalDestinations") {
             Value::Null => Value::Array(Vec::new()),
             v => v,
         };
@@ -244,6 +252,7 @@ pub fn decode_call(
         }
     };
     let mut r = Reader::new(bytes);
+    values.begin_request();
     let fields = values
         .decode(schema, type_id, &mut r, 0)
         .map_err(|error| CallError::Decode {
@@ -251,7 +260,7 @@ pub fn decode_call(
             want,
             error,
         })?;
-    build(&Args {
+    build(&mut Args {
         method: service_method,
         want,
         fields,

@@ -41,6 +41,10 @@ pub enum GobError {
     UndefinedType(i64),
     #[error("gob: {0}")]
     Mismatch(String),
+    /// A message longer than [`MAX_MESSAGE`]; `header` is the length
+    /// prefix's size, so the caller can skip `len` bytes after it.
+    #[error("gob: message of {len} bytes exceeds the limit of {MAX_MESSAGE} bytes")]
+    TooLarge { header: usize, len: u64 },
 }
 
 type Result<T> = std::result::Result<T, GobError>;
@@ -82,6 +86,11 @@ impl TypeTable {
     fn define(&mut self, id: i64, wt: WireType) -> Result<()> {
         if id <= ids::INTERFACE || self.types.contains_key(&id) {
             return Err(GobError::Corrupt(format!("duplicate type id {id}")));
+        }
+        if self.types.len() >= MAX_TYPES {
+            return Err(GobError::Corrupt(format!(
+                "more than {MAX_TYPES} type definitions on one stream"
+            )));
         }
         self.types.insert(id, wt);
         Ok(())
@@ -183,6 +192,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The type id a definition message declares (`-id` on the wire): positive,
+/// and `i64::MIN`, which has no negation, is corrupt rather than a panic.
+fn defined_id(id: i64) -> Result<i64> {
+    id.checked_neg()
+        .ok_or_else(|| GobError::Corrupt(format!("invalid type id {id}")))
+}
+
+/// The next field number of a struct: decode.go refuses a delta that does
+/// not fit an `int` (a negative delta) and a field past the struct's end;
+/// `index` is `None` before the first field (numbers start at -1 + delta).
+fn next_field(index: Option<usize>, delta: u64) -> Result<usize> {
+    let delta = i64::try_from(delta)
+        .ok()
+        .and_then(|d| usize::try_from(d).ok())
+        .ok_or_else(|| GobError::Corrupt(format!("negative field delta {}", delta as i64)))?;
+    match index {
+        None => Ok(delta - 1),
+        Some(i) => i
+            .checked_add(delta)
+            .ok_or_else(|| GobError::Corrupt("field number overflow".into())),
+    }
+}
+
 /// Reads one field-delta encoded struct of built-in fields (the wire type
 /// definitions), calling `field(index, reader)` for each present field.
 fn read_fields(
@@ -194,6 +226,12 @@ fn read_fields(
         let delta = r.uint()?;
         if delta == 0 {
             return Ok(());
+        }
+        if delta > i64::MAX as u64 {
+            return Err(GobError::Corrupt(format!(
+                "negative field delta {}",
+                delta as i64
+            )));
         }
         index = index
             .checked_add(delta)
@@ -315,13 +353,37 @@ struct Plan {
 
 /// Remote type table plus compiled plans: everything one direction of a
 /// stream needs to decode values.
-#[derive(Default)]
 pub struct ValueDecoder {
     pub types: TypeTable,
     plans: HashMap<(usize, i64), Arc<Plan>>,
+    /// Values the current request may still produce (see [`MAX_VALUES`]).
+    values_left: usize,
 }
 
+impl Default for ValueDecoder {
+    fn default() -> Self {
+        ValueDecoder {
+            types: TypeTable::default(),
+            plans: HashMap::new(),
+            values_left: MAX_VALUES,
+        }
+    }
+}
+
+/// The most values (structs, list elements, map entries, scalars) one
+/// request may decode into. Each costs about a hundred bytes of model
+/// however few bytes it took on the wire (an empty step is one byte), so
+/// this, not the request's size, bounds that overhead (about 60 MB at most,
+/// measured in tests/hostile_input.rs). The
+/// controller's real requests hold a few hundred.
+pub const MAX_VALUES: usize = 100_000;
+
 impl ValueDecoder {
+    /// Starts a new request's value budget.
+    pub fn begin_request(&mut self) {
+        self.values_left = MAX_VALUES;
+    }
+
     /// Handles a message that starts with a negative id: a type definition.
     fn define(&mut self, id: i64, r: &mut Reader<'_>) -> Result<()> {
         let wt = read_wire_type(r)?;
@@ -394,6 +456,9 @@ impl ValueDecoder {
         if depth > MAX_DEPTH {
             return Err(GobError::Corrupt("value nested too deeply".into()));
         }
+        self.values_left = self.values_left.checked_sub(1).ok_or_else(|| {
+            GobError::Corrupt(format!("request holds more than {MAX_VALUES} values"))
+        })?;
         if !self.compatible(schema, wire) {
             return Err(GobError::Mismatch(format!(
                 "wrong type: got {}, want {}",
@@ -424,21 +489,16 @@ impl ValueDecoder {
             Schema::Struct(fields) => {
                 let plan = self.plan(fields, wire)?;
                 let mut out = Map::new();
-                let mut index: usize = 0;
-                let mut first = true;
+                let mut index: Option<usize> = None;
                 loop {
                     let delta = r.uint()?;
                     if delta == 0 {
                         break;
                     }
-                    let delta = usize::try_from(delta).map_err(|_| GobError::Truncated)?;
-                    // Field numbers start at -1 + delta.
-                    index = if first { delta - 1 } else { index + delta };
-                    first = false;
-                    let Some(&(fid, local)) = plan.fields.get(index) else {
-                        return Err(GobError::Corrupt(format!(
-                            "field number {index} out of range"
-                        )));
+                    let i = next_field(index, delta)?;
+                    index = Some(i);
+                    let Some(&(fid, local)) = plan.fields.get(i) else {
+                        return Err(GobError::Corrupt(format!("field number {i} out of range")));
                     };
                     match local {
                         Some(f) => {
@@ -456,7 +516,9 @@ impl ValueDecoder {
                     _ => return Err(GobError::UndefinedType(wire)),
                 };
                 let n = r.count()?;
-                let mut out = Vec::with_capacity(n);
+                // Grown as elements arrive: a declared count costs nothing
+                // until its elements are actually there.
+                let mut out = Vec::new();
                 for _ in 0..n {
                     out.push(self.decode(elem_schema, elem, r, depth + 1)?);
                 }
@@ -532,8 +594,7 @@ impl ValueDecoder {
                         if delta == 0 {
                             break;
                         }
-                        let delta = usize::try_from(delta).map_err(|_| GobError::Truncated)?;
-                        let i = index.map_or(delta - 1, |i| i + delta);
+                        let i = next_field(index, delta)?;
                         index = Some(i);
                         let Some((_, fid)) = fields.get(i) else {
                             return Err(GobError::Corrupt(format!(
@@ -652,7 +713,7 @@ impl RequestStream {
                 let mut r = Reader::new(msg);
                 let id = r.int()?;
                 if id < 0 {
-                    self.define_only(-id, &mut r)?;
+                    self.define_only(defined_id(id)?, &mut r)?;
                     return Ok(None);
                 }
                 let header = self.read_header(id, &mut r)?;
@@ -681,6 +742,16 @@ impl RequestStream {
         }
     }
 
+    /// Drops a message that was too large to read: the request it belongs
+    /// to (or the header it was meant to be) is finished, and its header
+    /// returned to answer with an error.
+    pub fn refuse_message(&mut self) -> Header {
+        match std::mem::replace(&mut self.phase, StreamState::Header) {
+            StreamState::Header => Header::default(),
+            StreamState::Body(header) | StreamState::InterfaceTypes { header, .. } => header,
+        }
+    }
+
     fn define_only(&mut self, id: i64, r: &mut Reader<'_>) -> Result<()> {
         self.values.define(id, r)?;
         if !r.is_empty() {
@@ -690,6 +761,7 @@ impl RequestStream {
     }
 
     fn read_header(&mut self, id: i64, r: &mut Reader<'_>) -> Result<Header> {
+        self.values.begin_request();
         let v = self.values.decode(&REQUEST_FIELDS, id, r, 0)?;
         Ok(Header {
             service_method: v
@@ -704,7 +776,7 @@ impl RequestStream {
     fn read_body_start(&mut self, r: &mut Reader<'_>) -> Result<BodyStart> {
         let id = r.int()?;
         if id < 0 {
-            self.define_only(-id, r)?;
+            self.define_only(defined_id(id)?, r)?;
             return Ok(BodyStart::TypeDefinition);
         }
         if !self.values.types.is_struct(id) && r.uint()? != 0 {
@@ -740,7 +812,7 @@ impl RequestStream {
             while !r.is_empty() {
                 let id = r.int()?;
                 if id < 0 {
-                    self.values.define(-id, r)?;
+                    self.values.define(defined_id(id)?, r)?;
                     // A delimited value's count may follow a definition.
                     if !r.is_empty() {
                         r.uint()?;
@@ -788,11 +860,14 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(usize, usize)>> {
         Err(GobError::Truncated) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if len == 0 || len > MAX_MESSAGE {
+    if len == 0 {
         return Err(GobError::Corrupt(format!("invalid message length {len}")));
     }
-    let len = len as usize;
     let start = r.pos;
+    if len > MAX_MESSAGE as u64 {
+        return Err(GobError::TooLarge { header: start, len });
+    }
+    let len = len as usize;
     if buf.len() - start < len {
         return Ok(None);
     }
@@ -800,4 +875,144 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(usize, usize)>> {
 }
 
 /// The largest message accepted; a whole Rollout is tens of KB.
-const MAX_MESSAGE: u64 = 64 << 20;
+pub const MAX_MESSAGE: usize = crate::transport::MAX_REQUEST_BYTES;
+
+/// The most type definitions one stream may make; the controller's Rollout
+/// needs about 60, and each definition is kept for the stream's life.
+const MAX_TYPES: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `u64::MAX` as a gob unsigned integer: byte count -8, then 8 bytes.
+    const UINT_MAX: [u8; 9] = [0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+
+    fn two_int_struct() -> ValueDecoder {
+        let mut values = ValueDecoder::default();
+        values
+            .types
+            .define(
+                65,
+                WireType::Struct {
+                    name: "T".into(),
+                    fields: vec![("A".into(), ids::INT), ("B".into(), ids::INT)],
+                },
+            )
+            .unwrap();
+        values
+    }
+
+    static TWO_INTS: Schema = Schema::Struct(&[
+        Field {
+            go: "A",
+            json: "a",
+            schema: &Schema::Int,
+        },
+        Field {
+            go: "B",
+            json: "b",
+            schema: &Schema::Int,
+        },
+    ]);
+
+    #[test]
+    fn a_type_definition_of_i64_min_is_corrupt_not_a_panic() {
+        // `i64::MIN` as a gob int is `u64::MAX` on the wire.
+        let mut r = Reader::new(&UINT_MAX);
+        assert_eq!(r.int().unwrap(), i64::MIN);
+        let mut stream = RequestStream::new();
+        let error = stream.push(&UINT_MAX).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("gob: invalid type id {}", i64::MIN)
+        );
+    }
+
+    #[test]
+    fn a_type_definition_of_i64_min_inside_a_body_is_corrupt() {
+        let mut stream = RequestStream::new();
+        stream.phase = StreamState::Body(Header::default());
+        let raw = stream.push(&UINT_MAX).unwrap().expect("a request");
+        assert_eq!(
+            raw.body.unwrap_err().to_string(),
+            format!("gob: invalid type id {}", i64::MIN)
+        );
+        stream.phase = StreamState::InterfaceTypes {
+            header: Header::default(),
+            name: "X".into(),
+        };
+        let raw = stream.push(&UINT_MAX).unwrap().expect("a request");
+        assert_eq!(
+            raw.body.unwrap_err().to_string(),
+            format!("gob: invalid type id {}", i64::MIN)
+        );
+    }
+
+    #[test]
+    fn a_huge_field_delta_is_an_error_when_decoding_and_skipping() {
+        // Field B (delta 2), then a delta of u64::MAX: in Go a negative
+        // delta; wrapping would step back to field A.
+        let mut bytes = vec![0x02, 0x02];
+        bytes.extend_from_slice(&UINT_MAX);
+        bytes.extend_from_slice(&[0x02, 0x00]);
+        let mut values = two_int_struct();
+        let error = values
+            .decode(&TWO_INTS, 65, &mut Reader::new(&bytes), 0)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "gob: negative field delta -1");
+        let error = values.skip(65, &mut Reader::new(&bytes), 0).unwrap_err();
+        assert_eq!(error.to_string(), "gob: negative field delta -1");
+    }
+
+    #[test]
+    fn a_delta_past_the_last_field_is_out_of_range_not_an_overflow() {
+        // i64::MAX as the second delta: positive, but index + delta overflows
+        // or lands past the struct.
+        let mut bytes = vec![
+            0x02, 0x02, 0xF8, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+        ];
+        bytes.extend_from_slice(&[0x02, 0x00]);
+        let mut values = two_int_struct();
+        let error = values
+            .decode(&TWO_INTS, 65, &mut Reader::new(&bytes), 0)
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("out of range") || error.to_string().contains("overflow"),
+            "{error}"
+        );
+        let error = values.skip(65, &mut Reader::new(&bytes), 0).unwrap_err();
+        assert!(
+            error.to_string().contains("out of range") || error.to_string().contains("overflow"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_huge_delta_in_a_type_definition_is_an_error() {
+        // A wireType whose first field delta is u64::MAX.
+        let mut bytes = UINT_MAX.to_vec();
+        bytes.push(0x00);
+        let error = read_wire_type(&mut Reader::new(&bytes)).unwrap_err();
+        assert_eq!(error.to_string(), "gob: negative field delta -1");
+    }
+
+    #[test]
+    fn a_count_with_an_invalid_first_element_is_an_error() {
+        // A slice declaring as many elements as there are bytes left, the
+        // first one invalid (tests/hostile_input.rs counts its allocations).
+        let mut values = ValueDecoder::default();
+        values
+            .types
+            .define(66, WireType::Slice { elem: ids::STRING })
+            .unwrap();
+        static STRINGS: Schema = Schema::Slice(&Schema::Str);
+        let mut bytes = vec![0xFC, 0x00, 0x0F, 0x42, 0x40]; // 1_000_000
+        // 0xF7: a byte count of 9, more than a u64 holds.
+        bytes.extend(std::iter::repeat_n(0xF7, 1_000_000));
+        let error = values
+            .decode(&STRINGS, 66, &mut Reader::new(&bytes), 0)
+            .unwrap_err();
+        assert_eq!(error, GobError::BadUint);
+    }
+}

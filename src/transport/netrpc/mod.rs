@@ -8,6 +8,7 @@
 //! stream has its own server: its requests carry whole Rollouts, decoded
 //! by [`gob`] straight into the model.
 
+pub mod broker;
 pub mod calls;
 pub mod gob;
 pub mod plugin;
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use go_netrpc::ServiceError;
-use goplugin::MuxBroker;
 use goplugin::rpc::Empty;
 use goplugin::yamux::{Config, Session};
 use tokio::net::UnixListener;
@@ -74,8 +74,8 @@ where
     // Accepting ACKs them; they stay open and idle (dropping them would FIN).
     let _stdout = session.accept().await?;
     let _stderr = session.accept().await?;
-    let (broker, run) = MuxBroker::new(session.clone());
-    tokio::spawn(run);
+    let broker = broker::Broker::new(broker::IDENTIFY_TIMEOUT);
+    tokio::spawn(broker.clone().run(session.clone()));
 
     let (quit_tx, mut quit_rx) = watch::channel(false);
     let server = control_server(broker, router, quit_tx);
@@ -110,7 +110,7 @@ where
 }
 
 fn control_server<R: TrafficRouter + 'static>(
-    broker: MuxBroker,
+    broker: broker::Broker,
     router: Arc<R>,
     quit: watch::Sender<bool>,
 ) -> go_netrpc::Server {
@@ -133,9 +133,9 @@ fn control_server<R: TrafficRouter + 'static>(
             if name != PLUGIN_NAME {
                 return Err(ServiceError(format!("unknown plugin type: {name}")));
             }
-            let id = broker.next_id();
+            let (id, pending) = broker.expect().map_err(|e| ServiceError(e.to_string()))?;
             tokio::spawn(async move {
-                match broker.accept(id).await {
+                match pending.accept().await {
                     Ok(stream) => {
                         if let Err(e) = PluginStream::new(router).serve(stream).await {
                             tracing::warn!(error = %e, "plugin stream ended");

@@ -78,6 +78,8 @@ impl<R: TrafficRouter + 'static> PluginStream<R> {
         let mut requests = RequestStream::new();
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
+        // Bytes of a refused, oversized message still to be read and dropped.
+        let mut discard: u64 = 0;
         loop {
             let n = read
                 .read(&mut chunk)
@@ -86,11 +88,35 @@ impl<R: TrafficRouter + 'static> PluginStream<R> {
             if n == 0 {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
+            let mut fresh = &chunk[..n];
+            if discard > 0 {
+                let dropped = usize::try_from(discard)
+                    .unwrap_or(usize::MAX)
+                    .min(fresh.len());
+                fresh = &fresh[dropped..];
+                discard -= dropped as u64;
+            }
+            buf.extend_from_slice(fresh);
             let mut pos = 0;
-            while let Some((start, len)) =
-                split_message(&buf[pos..]).map_err(ServeStreamError::Framing)?
-            {
+            loop {
+                let (start, len) = match split_message(&buf[pos..]) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(GobError::TooLarge { header, len }) => {
+                        // Answer now, then drop the message as it arrives
+                        // instead of buffering it.
+                        let request = requests.refuse_message();
+                        let error = GobError::TooLarge { header, len };
+                        tracing::warn!(call = %request.service_method, seq = request.seq, error = %error, "request refused");
+                        respond(&writer, request, Err(format!("rpc: {error}"))).await;
+                        let buffered = (buf.len() - pos - header) as u64;
+                        let dropped = buffered.min(len);
+                        pos += header + dropped as usize;
+                        discard = len - dropped;
+                        continue;
+                    }
+                    Err(e) => return Err(ServeStreamError::Framing(e)),
+                };
                 let msg = &buf[pos + start..pos + start + len];
                 pos += start + len;
                 match requests.push(msg) {
