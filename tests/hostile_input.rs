@@ -3,8 +3,6 @@
 //! memory is bounded by the request, not by the counts it declares.
 //! Numbers, not wall time; `--nocapture` prints them.
 
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +13,9 @@ use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{
     GobError, MAX_MESSAGE, MAX_VALUES, RequestStream, split_message,
 };
-use support::netrpc_host::go::{CanaryStep, SetWeightAndVerifyWeightArgs};
-use support::netrpc_host::{encode_request, fixtures, rollout};
+use test_support::fixtures::{fixtures, rollout};
+use test_support::go_args::{CanaryStep, SetWeightAndVerifyWeightArgs};
+use test_support::host::encode_request;
 
 /// Counts live and peak heap bytes.
 struct Counting;
