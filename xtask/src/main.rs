@@ -200,12 +200,21 @@ struct Built {
 
 /// Builds the source tree at `src` into `target_dir`, writing the release
 /// files to `target_dir/dist`.
-fn build_release(src: &Path, target_dir: &Path) -> Result<Built> {
+/// Where cargo builds: `CARGO_TARGET_DIR` when set (CI keeps it outside
+/// the clone so a second run reuses it), else `<root>/target`. The release
+/// files always land in `<root>/target/dist`.
+fn build_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
     preflight()?;
     let (commit, epoch) = source_identity(src)?;
     let version = crate_version(src)?;
     let rustc = output(Command::new("rustc").arg("--version"))?;
-    let dist = target_dir.join("dist");
+    let dist = dist.to_path_buf();
     std::fs::create_dir_all(&dist)?;
     let mut artifacts = Vec::new();
     for (arch, target) in TARGETS {
@@ -301,7 +310,7 @@ fn build_release(src: &Path, target_dir: &Path) -> Result<Built> {
 
 fn dist(root: &Path) -> Result<Built> {
     let started = Instant::now();
-    let built = build_release(root, &root.join("target"))?;
+    let built = build_release(root, &build_dir(root), &root.join("target/dist"))?;
     println!(
         "{} (commit {}, SOURCE_DATE_EPOCH {}) in {:.0?}:",
         built.dist.display(),
@@ -323,8 +332,9 @@ fn committed_manifest(root: &Path) -> Result<Release> {
     manifest::parse_header(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Rebuilds `commit` from `git archive` in `target/reproduce/src` (a
-/// different path, no .git) into `target/reproduce/target` and compares.
+/// Rebuilds `commit` from `git archive` in `<build dir>/reproduce/src` (a
+/// different path, no .git) into `<build dir>/reproduce/target` and
+/// compares (the build dir: `CARGO_TARGET_DIR`, else `target/`).
 fn reproduce(commit: Option<&str>) -> Result<()> {
     let root = workspace_root();
     // Without a commit, the committed manifest says which one; with one, a
@@ -341,7 +351,7 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
     };
     let epoch = git(&root, &["log", "-1", "--format=%ct", &commit])
         .with_context(|| format!("commit {commit} is not in this repository"))?;
-    let work = root.join("target/reproduce");
+    let work = build_dir(&root).join("reproduce");
     let src = work.join("src");
     if src.exists() {
         std::fs::remove_dir_all(&src)?;
@@ -368,7 +378,7 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
         std::env::set_var("SOURCE_DATE_EPOCH", &epoch);
     }
     let started = Instant::now();
-    let again = build_release(&src, &work.join("target"))?;
+    let again = build_release(&src, &work.join("target"), &work.join("dist"))?;
     println!(
         "rebuilt {commit} in {} in {:.0?}",
         src.display(),
