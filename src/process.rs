@@ -24,13 +24,13 @@ pub enum ProcessError {
          {MAGIC_COOKIE_KEY}={MAGIC_COOKIE_VALUE} set; it is not meant to be run by hand"
     )]
     NotAPlugin,
-    #[error("creating the plugin socket directory under {dir}: {source}")]
+    #[error("creating the plugin socket directory under {dir}")]
     SocketDir {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("listening on {path}: {source}")]
+    #[error("listening on {path}")]
     Listen {
         path: PathBuf,
         #[source]
@@ -38,7 +38,7 @@ pub enum ProcessError {
     },
     #[error("PLUGIN_UNIX_SOCKET_GROUP={group}: {message}")]
     Group { group: String, message: String },
-    #[error("writing the handshake line to stdout: {0}")]
+    #[error("writing the handshake line to stdout")]
     Handshake(#[source] std::io::Error),
     #[error("copying this binary ({from}) to {to}")]
     Install {
