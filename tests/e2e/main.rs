@@ -95,6 +95,16 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     let release_port = release_server.as_ref().map(|s| s.port);
 
     let (mut passed, mut failed) = (0, 0);
+    match check_minimum_version(&plugin.manifest, &versions) {
+        Ok(summary) => {
+            passed += 1;
+            println!("PASS minimum-version: {summary}");
+        }
+        Err(why) => {
+            failed += 1;
+            println!("FAIL minimum-version: {why}");
+        }
+    }
     for version in &versions {
         let started = Instant::now();
         let controller =
@@ -145,6 +155,46 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     cluster.finish(failed == 0);
     println!("e2e: {passed} passed, {failed} failed");
     Ok((passed, failed))
+}
+
+/// The manifest states the oldest controller release the plugin needs; it
+/// must be the one the plugin itself states (simulate's checks use it) and
+/// no newer than any release this tier runs. The tier runs the releases it
+/// names, not that minimum itself.
+fn check_minimum_version(manifest: &Path, versions: &[String]) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let stated = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# Needs Argo Rollouts "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| {
+            format!(
+                "{} states no minimum Argo Rollouts release",
+                manifest.display()
+            )
+        })?;
+    let stated: istio_router::controller::Version = stated.parse().map_err(|e| format!("{e}"))?;
+    let minimum = istio_router::controller::MINIMUM_SUPPORTED;
+    if stated != minimum {
+        return Err(format!(
+            "{} states {stated}, the plugin states {minimum}",
+            manifest.display()
+        ));
+    }
+    for version in versions {
+        let run: istio_router::controller::Version = version.parse().map_err(|e| format!("{e}"))?;
+        if run < stated {
+            return Err(format!(
+                "the tier runs {run}, older than the stated minimum {stated}"
+            ));
+        }
+    }
+    Ok(format!(
+        "{} states argo-rollouts {stated} or newer, as the plugin does; the tier runs {}",
+        manifest.display(),
+        versions.join(", ")
+    ))
 }
 
 /// The tier's own scenarios, then those under `E2E_SCENARIOS_DIR`.
