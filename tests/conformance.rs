@@ -76,10 +76,18 @@ enum Verdict {
 }
 
 fn main() -> ExitCode {
-    let mut files =
-        case::case_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases"));
+    let own: Vec<(PathBuf, bool)> =
+        case::case_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases"))
+            .into_iter()
+            .map(|file| (file, false))
+            .collect();
+    let mut files = own;
     if let Some(dir) = std::env::var_os("CONFORMANCE_CASES_DIR") {
-        files.extend(case::case_files(&PathBuf::from(dir)));
+        files.extend(
+            case::case_files(&PathBuf::from(dir))
+                .into_iter()
+                .map(|file| (file, true)),
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,9 +102,17 @@ fn main() -> ExitCode {
     let transports = transports();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let mut per_transport: std::collections::BTreeMap<String, Tally> = Default::default();
-    for file in &files {
+    for (file, foreign) in &files {
         let case = match case::load_checked(file) {
-            Ok(case) => case,
+            Ok(mut case) => {
+                if *foreign && case::built_in_header_route_shape(&mut case) {
+                    eprintln!(
+                        "note: {}: written for the built-in's header/mirror route shape, run with inheritPrimaryRoute: false (docs/behaviour.md)",
+                        case.name
+                    );
+                }
+                case
+            }
             Err(e) => {
                 println!("FAIL {} [load]: {e}", file.display());
                 failed += 1;

@@ -19,6 +19,9 @@ pub struct PluginConfig {
     pub virtual_service: Option<VirtualServiceRef>,
     pub virtual_services: Option<Vec<VirtualServiceRef>>,
     pub destination_rule: Option<DestinationRuleRef>,
+    /// Header and mirror routes take the primary route's `match` and request
+    /// options (default `true`); `false` builds them as the built-in does.
+    pub inherit_primary_route: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,9 @@ pub struct RouterConfig {
     managed_set: HashSet<String>,
     /// `maxTrafficWeight`, default 100 (see "SetWeight" in docs/behaviour.md).
     pub max_weight: i64,
+    /// `inheritPrimaryRoute`, default `true` (see "SetHeaderRoute" in
+    /// docs/behaviour.md).
+    pub inherit_primary_route: bool,
 }
 
 impl RouterConfig {
@@ -173,6 +179,7 @@ impl RouterConfig {
                 .as_ref()
                 .map(|routes| routes.iter().map(|r| r.name.clone()).collect()),
             max_weight,
+            inherit_primary_route: config.inherit_primary_route.unwrap_or(true),
         })
     }
 

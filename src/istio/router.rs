@@ -11,7 +11,7 @@ use super::edit::{
     Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
 };
 use super::{IstioError, UnknownApiVersion};
-use crate::cluster::{Cluster, ObjectKey, Resource};
+use crate::cluster::{Cluster, ClusterError, ObjectKey, Resource};
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
 use crate::router::{TrafficRouter, Verification};
 
@@ -137,6 +137,32 @@ impl<C: Cluster> IstioRouter<C> {
             .map(|dr| ObjectKey::new(self.destination_rules, &config.namespace, &dr.name))
     }
 
+    /// SetWeight's and VerifyWeight's check of the DestinationRule: the
+    /// canary and stable subsets it is configured with must exist. A
+    /// missing DestinationRule is UpdateHash's error (the controller calls
+    /// it first), not repeated here.
+    async fn check_destination_rule(&self, config: &RouterConfig) -> Result<(), IstioError> {
+        let (Some(reference), Some(key)) =
+            (&config.destination_rule, self.destination_rule_key(config))
+        else {
+            return Ok(());
+        };
+        let doc = match read(&self.cluster, &key, Freshness::Cached, &self.retry).await {
+            Ok(doc) => doc,
+            Err(IstioError::Cluster {
+                error: ClusterError::NotFound(_),
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if core::check_subsets(&doc, &key.to_string(), reference).is_ok() {
+            return Ok(());
+        }
+        // Confirmed on a fresh read, so a lagging cache never fails a call.
+        let doc = read(&self.cluster, &key, Freshness::Latest, &self.retry).await?;
+        Ok(core::check_subsets(&doc, &key.to_string(), reference)?)
+    }
+
     /// Where header and mirror routes point: the DestinationRule's host and
     /// canary subset, else the canary Service (see "SetHeaderRoute" in
     /// docs/behaviour.md).
@@ -185,16 +211,22 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         additional: &[WeightDestination],
     ) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
+        core::check_additional_names(additional)?;
         let (Some(reference), Some(key)) =
             (&config.destination_rule, self.destination_rule_key(&config))
         else {
-            // Host-based split: nothing to label, and no delay check either.
+            // Host-based split: nothing to label, and no holds either.
             return Ok(());
         };
-        let services_named = rollout
-            .canary()
-            .is_some_and(|c| !c.canary_service.is_empty() || !c.stable_service.is_empty());
-        if !services_named {
+        let label = key.to_string();
+        // Holds need the ReplicaSets, listed only when a subset would move.
+        let mut current = read(&self.cluster, &key, Freshness::Cached, &self.retry).await?;
+        if core::check_subsets(&current, &label, reference).is_err() {
+            // Confirmed on a fresh read, so a lagging cache never fails a call.
+            current = read(&self.cluster, &key, Freshness::Latest, &self.retry).await?;
+            core::check_subsets(&current, &label, reference)?;
+        }
+        let holds = if core::switches_pending(&current, reference, canary_hash, stable_hash) {
             let replica_sets = retrying(&self.retry, || {
                 self.cluster
                     .list_replica_sets(&config.namespace, &config.rollout_name)
@@ -204,22 +236,39 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
                 context: format!("listing the ReplicaSets of rollout {}", rollout.key()),
                 error,
             })?;
-            core::check_switch_delay(rollout, canary_hash, stable_hash, &replica_sets)?;
+            core::switch_holds(
+                &current,
+                reference,
+                rollout,
+                canary_hash,
+                stable_hash,
+                &replica_sets,
+            )
+        } else {
+            Vec::new()
+        };
+        let switch = |role: core::Role, hash| {
+            if holds.iter().any(|hold| hold.role == role) {
+                core::SubsetSwitch::Hold
+            } else {
+                core::SubsetSwitch::To(hash)
+            }
+        };
+        let (canary, stable) = (
+            switch(core::Role::Canary, canary_hash),
+            switch(core::Role::Stable, stable_hash),
+        );
+        for hold in &holds {
+            tracing::warn!(object = %key, rollout = %rollout.key(), "{hold}");
         }
-        let label = key.to_string();
         edit_all(
             &self.cluster,
             &[(key, ())],
             IfMissing::Fail,
             &self.retry,
             |(), doc| {
-                core::update_destination_rule(
-                    doc,
-                    &label,
-                    reference,
-                    canary_hash,
-                    stable_hash,
-                    additional,
+                core::update_destination_rule_holding(
+                    doc, &label, reference, canary, stable, additional,
                 )
             },
         )
@@ -235,6 +284,7 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
     ) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
+        self.check_destination_rule(&config).await?;
         self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
             core::set_weight(doc, ctx, request)
         })
@@ -273,6 +323,7 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
     ) -> Result<Verification, IstioError> {
         let config = self.config(rollout)?;
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
+        self.check_destination_rule(&config).await?;
         for (key, vs) in self.virtual_services(&config) {
             let ctx = vs.context();
             let (_, would_change) = read_and_edit(

@@ -229,6 +229,70 @@ pub fn expect_no_built_in_annotation(case: &mut Case) -> usize {
     changed
 }
 
+/// The request options a header or mirror route inherits from its primary
+/// route by default (docs/behaviour.md, "Header and mirror routes inherit
+/// the primary route").
+const INHERITED: [&str; 7] = [
+    "match",
+    "rewrite",
+    "timeout",
+    "retries",
+    "headers",
+    "corsPolicy",
+    "fault",
+];
+
+/// A deliberate difference from the built-in, for cases written against
+/// it (the shared ones and any others this runner has never seen, from
+/// `CONFORMANCE_CASES_DIR`): by default header and mirror routes inherit
+/// the primary route's match and request options, which the built-in drops.
+/// A foreign case that sets a header or mirror route on a VirtualService
+/// where that makes a difference (an HTTP route with a `match` or one of
+/// those options) and does not choose itself is run with
+/// `inheritPrimaryRoute: false`, the built-in's shape, and says so. Cases
+/// where inheritance changes nothing run with the default. Returns whether
+/// the case was changed.
+pub fn built_in_header_route_shape(case: &mut Case) -> bool {
+    let sets_routes = case
+        .calls
+        .iter()
+        .any(|c| c.set_header_route.is_some() || c.set_mirror_route.is_some());
+    let objects = case
+        .objects
+        .iter()
+        .chain(case.calls.iter().flat_map(|c| &c.apply));
+    let differs = objects
+        .filter(|o| o["kind"] == "VirtualService")
+        .filter_map(|o| o.pointer("/spec/http").and_then(Value::as_array))
+        .flatten()
+        .any(|route| {
+            INHERITED
+                .iter()
+                .any(|key| route.get(*key).is_some_and(|v| !v.is_null()))
+        });
+    if !sets_routes || !differs {
+        return false;
+    }
+    let plugin = case.plugin_name.clone();
+    let rollouts = std::iter::once(&mut case.rollout)
+        .chain(case.calls.iter_mut().filter_map(|c| c.rollout.as_mut()));
+    let mut changed = false;
+    for rollout in rollouts {
+        let Some(config) = rollout
+            .pointer_mut("/spec/strategy/canary/trafficRouting/plugins")
+            .and_then(|plugins| plugins.get_mut(&plugin))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        if !config.contains_key("inheritPrimaryRoute") {
+            config.insert("inheritPrimaryRoute".into(), Value::Bool(false));
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// Reads and checks one case.
 pub fn load_checked(path: &Path) -> Result<Case, String> {
     let mut case = load(path)?;

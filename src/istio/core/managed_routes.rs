@@ -37,22 +37,24 @@ pub enum Placement {
     Last,
 }
 
-/// Replaces the HTTP routes named `name` by `route` (only removes them when
-/// `route` is `None`), then orders by managedRoutes. Returns whether the
-/// document changed; on error it is left untouched.
+/// Replaces the HTTP routes named `name` by `new_routes` (in that order;
+/// only removes them when it is empty), then orders by managedRoutes.
+/// Returns whether the document changed; on error it is left untouched.
 pub fn replace_named_route(
     doc: &mut Value,
     ctx: &VirtualServiceContext<'_>,
     name: &str,
-    route: Option<Value>,
+    new_routes: Vec<Value>,
     placement: Placement,
 ) -> Result<bool, CoreError> {
     let mut edited = doc.clone();
     remove_route(&mut edited, name).map_err(|e| ctx.error(e))?;
-    if let (Some(route), Some(routes)) = (route, json::routes_mut(&mut edited, RouteKind::Http)) {
+    if let Some(routes) = json::routes_mut(&mut edited, RouteKind::Http) {
         match placement {
-            Placement::First => routes.insert(0, route),
-            Placement::Last => routes.push(route),
+            Placement::First => {
+                routes.splice(0..0, new_routes);
+            }
+            Placement::Last => routes.extend(new_routes),
         }
     }
     order_routes(&mut edited, ctx.config).map_err(|e| ctx.error(e))?;

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::header_route::string_match;
+use super::header_route::{push_unique, string_match};
+use super::inherit;
 use super::json;
 use super::managed_routes::{Placement, replace_named_route};
 use super::selection;
@@ -26,36 +27,63 @@ pub fn set_mirror_route(
             step.name
         )));
     }
-    let route = if matches.is_empty() {
-        None
-    } else {
-        let weighted = selection::first_weighted_http_route(doc, ctx)
-            .map_err(|e| ctx.error(format!("cannot build mirror route '{}': {e}", step.name)))?
-            .ok_or_else(|| {
-                ctx.error(format!(
-                    "cannot build mirror route '{}': no HTTP route is selected for weights (list it under virtualService.routes)",
-                    step.name
-                ))
-            })?;
-        let route = copy_destinations(weighted).map_err(|e| ctx.error(e))?;
-        let port = route
-            .first()
-            .and_then(|d| d.pointer("/destination/port/number"));
-        let mirror = target.destination(port);
+    let mut routes = Vec::new();
+    if !matches.is_empty() {
         let mirror_percentage = if percentage == 0 {
             json!({})
         } else {
             json!({"value": percentage})
         };
-        Some(json!({
-            "name": step.name,
-            "match": matches,
-            "route": route,
-            "mirror": mirror,
-            "mirrorPercentage": mirror_percentage,
-        }))
-    };
-    replace_named_route(doc, ctx, &step.name, route, Placement::First)
+        let build =
+            |source: &Value,
+             matches: Vec<Value>,
+             options: &mut dyn Iterator<Item = (&'static str, &Value)>| {
+                let route = copy_destinations(source)?;
+                let port = route
+                    .first()
+                    .and_then(|d| d.pointer("/destination/port/number"));
+                let mut built = Map::new();
+                built.insert("name".into(), json!(step.name));
+                built.insert("match".into(), Value::Array(matches));
+                for (key, value) in options {
+                    built.insert(key.into(), value.clone());
+                }
+                let mirror = target.destination(port);
+                built.insert("route".into(), Value::Array(route));
+                built.insert("mirror".into(), mirror);
+                built.insert("mirrorPercentage".into(), mirror_percentage.clone());
+                Ok::<_, String>(Value::Object(built))
+            };
+        let primaries = inherit::primary_routes(doc, ctx)?;
+        let what = format!("setMirrorRoute '{}'", step.name);
+        for primary in &primaries {
+            let combined = primary
+                .combine_matches(&what, &matches)
+                .map_err(|e| ctx.error(e))?;
+            let route = build(primary.route, combined, &mut primary.options()).map_err(|e| {
+                ctx.error(format!(
+                    "cannot build mirror route '{}' from {}: {e}",
+                    step.name, primary.label
+                ))
+            })?;
+            push_unique(&mut routes, route);
+        }
+        if primaries.is_empty() {
+            let weighted = selection::first_weighted_http_route(doc, ctx)
+                .map_err(|e| ctx.error(format!("cannot build mirror route '{}': {e}", step.name)))?
+                .ok_or_else(|| {
+                    ctx.error(format!(
+                        "cannot build mirror route '{}': no HTTP route is selected for weights (list it under virtualService.routes)",
+                        step.name
+                    ))
+                })?;
+            let route = build(weighted, matches, &mut std::iter::empty()).map_err(|e| {
+                ctx.error(format!("cannot build mirror route '{}': {e}", step.name))
+            })?;
+            routes.push(route);
+        }
+    }
+    replace_named_route(doc, ctx, &step.name, routes, Placement::First)
 }
 
 /// `[{method?, uri?, headers?}, …]`; the step's `path` is Istio's `uri`.

@@ -9,17 +9,21 @@
 
 mod destination_rule;
 mod header_route;
+mod inherit;
 mod json;
 mod managed_routes;
 mod mirror_route;
 mod selection;
 mod weights;
 
-pub use destination_rule::{check_switch_delay, update_destination_rule};
+pub use destination_rule::{
+    Hold, Role, SubsetSwitch, check_subsets, switch_holds, switches_pending,
+    update_destination_rule, update_destination_rule_holding,
+};
 pub use header_route::set_header_route;
 pub use managed_routes::remove_managed_routes;
 pub use mirror_route::set_mirror_route;
-pub use weights::{WeightRequest, set_weight};
+pub use weights::{WeightRequest, check_additional_names, set_weight};
 
 /// The annotation the built-in router puts on DestinationRules it manages;
 /// the controller cleans up DestinationRules that carry it (the plugin
@@ -39,9 +43,6 @@ pub enum CoreError {
     /// The call's arguments are invalid whatever the objects hold.
     #[error("{0}")]
     Argument(String),
-    /// The DestinationRule must not point at a ReplicaSet that is not ready.
-    #[error("delaying destination rule switch: ReplicaSet {replica_set} not fully available")]
-    SwitchDelayed { replica_set: String },
 }
 
 impl CoreError {

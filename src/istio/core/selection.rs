@@ -19,15 +19,23 @@ pub fn select_http(
     config: &RouterConfig,
 ) -> Result<Vec<usize>, String> {
     if names.is_empty() {
-        let unmanaged: Vec<usize> = (0..routes.len())
+        // A route that delegates is never edited, so never inferred.
+        let candidates: Vec<usize> = (0..routes.len())
+            .filter(|&i| delegate(&routes[i]).is_none())
+            .collect();
+        let unmanaged: Vec<usize> = candidates
+            .iter()
+            .copied()
             .filter(|&i| !config.is_managed(json::route_name(&routes[i])))
             .collect();
         let inferred = if unmanaged.len() == 1 {
             Some(unmanaged[0])
-        } else if routes.len() == 1 {
-            Some(0)
+        } else if candidates.len() == 1 {
+            Some(candidates[0])
         } else {
-            routes.iter().position(|r| json::route_name(r).is_empty())
+            candidates
+                .into_iter()
+                .find(|&i| json::route_name(&routes[i]).is_empty())
         };
         return Ok(inferred.into_iter().collect());
     }
@@ -40,13 +48,59 @@ pub fn select_http(
     let mut seen = HashSet::new();
     for name in names {
         let index = *first_of.get(name.as_str()).ok_or_else(|| {
-            format!("HTTP Route '{name}' is not found in the defined Virtual Service.")
+            format!(
+                "HTTP Route '{name}' is not found in the defined Virtual Service ({})",
+                existing_names(routes)
+            )
         })?;
+        if let Some(target) = delegate(&routes[index]) {
+            return Err(format!(
+                "HTTP route '{name}' delegates to {target}; the plugin never edits a delegating route: configure the delegate VirtualService in virtualService.name instead and name its routes"
+            ));
+        }
         if seen.insert(index) {
             selected.push(index);
         }
     }
     Ok(selected)
+}
+
+/// `routes in this VirtualService: a, b` (distinct names in order, at most
+/// a few dozen), or `this VirtualService has no named HTTP routes`.
+fn existing_names(routes: &[Value]) -> String {
+    const SHOWN: usize = 30;
+    let mut seen = HashSet::new();
+    let names: Vec<&str> = routes
+        .iter()
+        .map(json::route_name)
+        .filter(|name| !name.is_empty() && seen.insert(*name))
+        .collect();
+    match names.len() {
+        0 => "this VirtualService has no named HTTP routes".to_string(),
+        n if n <= SHOWN => format!("routes in this VirtualService: {}", names.join(", ")),
+        n => format!(
+            "routes in this VirtualService: {}, and {} more",
+            names[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+    }
+}
+
+/// `delegate VirtualService <ns/>name` when the route delegates (Istio's
+/// `delegate: {name, namespace}`), `None` otherwise.
+pub fn delegate(route: &Value) -> Option<String> {
+    let target = route.get("delegate").filter(|d| !d.is_null())?;
+    let name = target.get("name").and_then(Value::as_str).unwrap_or("");
+    Some(
+        match target
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+        {
+            "" => format!("delegate VirtualService '{name}'"),
+            namespace => format!("delegate VirtualService {namespace}/{name}"),
+        },
+    )
 }
 
 /// The single port of a TLS/TCP route's match blocks (0 where absent), or
@@ -263,7 +317,21 @@ pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<Selectio
                 }
             };
             if let Some((what, name, _)) = missing.iter().find(|(_, _, present)| !present) {
-                return Err(format!("{route_label}: {what} '{name}' not found in route"));
+                let (label, mut present) = if config.destination_rule.is_some() {
+                    ("subsets in this route", subsets)
+                } else {
+                    ("destination hosts in this route", hosts)
+                };
+                present.retain(|p| !p.is_empty());
+                present.dedup();
+                let present = if present.is_empty() {
+                    format!("no {label}")
+                } else {
+                    format!("{label}: {}", present.join(", "))
+                };
+                return Err(format!(
+                    "{route_label}: {what} '{name}' not found in route ({present})"
+                ));
             }
         }
         let reference = ctx.reference;
@@ -272,7 +340,9 @@ pub fn validate(doc: &Value, ctx: &VirtualServiceContext<'_>) -> Result<Selectio
                 reference.routes.is_empty()
                     && routes
                         .iter()
-                        .filter(|r| !config.is_managed(json::route_name(r)))
+                        .filter(|r| {
+                            delegate(r).is_none() && !config.is_managed(json::route_name(r))
+                        })
                         .count()
                         > 1
             }

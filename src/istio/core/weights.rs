@@ -32,6 +32,7 @@ impl<'a> WeightRequest<'a> {
                 "desired weight {desired} is outside 0..={max_weight} (maxTrafficWeight)"
             )));
         }
+        check_additional_names(additional)?;
         let mut seen = BTreeSet::new();
         for destination in additional {
             let weight = i64::from(destination.weight);
@@ -54,6 +55,22 @@ impl<'a> WeightRequest<'a> {
             desired,
             additional,
         })
+    }
+}
+
+/// An additional destination without a Service name but with traffic would
+/// send that share nowhere (Istio has no host to route it to): refused.
+/// One of weight 0 carries no traffic and stays a no-op.
+pub fn check_additional_names(additional: &[WeightDestination]) -> Result<(), CoreError> {
+    match additional
+        .iter()
+        .position(|d| d.service_name.is_empty() && d.weight != 0)
+    {
+        Some(i) => Err(CoreError::Argument(format!(
+            "additionalDestinations[{i}] has an empty serviceName and weight {}: that share of traffic would go to no Service; name the experiment's Service or give it weight 0",
+            additional[i].weight
+        ))),
+        None => Ok(()),
     }
 }
 
