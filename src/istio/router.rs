@@ -259,7 +259,7 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
             switch(core::Role::Stable, stable_hash),
         );
         for hold in &holds {
-            tracing::warn!(object = %key, rollout = %rollout.key(), "{hold}");
+            tracing::warn!(object = %key, "{hold}");
         }
         edit_all(
             &self.cluster,
