@@ -177,14 +177,27 @@ pub fn select_tls(routes: &[Value], wanted: &[TlsRouteRef]) -> Result<Vec<usize>
                 .push(i);
         }
     }
-    select_by_key(wanted, RouteKind::Tls, |entry| {
-        let hosts: BTreeSet<&String> = entry.sni_hosts.iter().collect();
-        // The route must carry exactly the wanted hosts (as a set).
-        if hosts.len() != entry.sni_hosts.len() {
-            return None;
-        }
-        by_key.get(&(entry.port, hosts.into_iter().cloned().collect()))
-    })
+    let existing = || {
+        let mut keys: Vec<String> = by_key
+            .keys()
+            .map(|(port, hosts)| format!("port {port} sniHosts [{}]", hosts.join(", ")))
+            .collect();
+        keys.sort();
+        keys
+    };
+    select_by_key(
+        wanted,
+        RouteKind::Tls,
+        |entry| {
+            let hosts: BTreeSet<&String> = entry.sni_hosts.iter().collect();
+            // The route must carry exactly the wanted hosts (as a set).
+            if hosts.len() != entry.sni_hosts.len() {
+                return None;
+            }
+            by_key.get(&(entry.port, hosts.into_iter().cloned().collect()))
+        },
+        existing,
+    )
 }
 
 /// Indices of the TCP routes selected by `wanted`, de-duplicated.
@@ -198,7 +211,17 @@ pub fn select_tcp(routes: &[Value], wanted: &[TcpRouteRef]) -> Result<Vec<usize>
             by_port.entry(port).or_default().push(i);
         }
     }
-    select_by_key(wanted, RouteKind::Tcp, |entry| by_port.get(&entry.port))
+    let existing = || {
+        let mut ports: Vec<i64> = by_port.keys().copied().collect();
+        ports.sort_unstable();
+        ports.iter().map(|port| format!("port {port}")).collect()
+    };
+    select_by_key(
+        wanted,
+        RouteKind::Tcp,
+        |entry| by_port.get(&entry.port),
+        existing,
+    )
 }
 
 /// With no route configured, the first route (if any).
@@ -207,18 +230,30 @@ fn first_route(routes: &[Value]) -> Vec<usize> {
 }
 
 /// For each wanted entry, the routes `lookup` finds for it (in route order),
-/// de-duplicated; an entry that finds none is an error.
+/// de-duplicated; an entry that finds none is an error listing what the
+/// routes there match (`existing`).
 fn select_by_key<'m, T>(
     wanted: &[T],
     kind: RouteKind,
     lookup: impl Fn(&T) -> Option<&'m Vec<usize>>,
+    existing: impl FnOnce() -> Vec<String>,
 ) -> Result<Vec<usize>, String> {
     let mut selected = Vec::new();
     let mut seen = HashSet::new();
     for entry in wanted {
         let Some(found) = lookup(entry).filter(|found| !found.is_empty()) else {
+            let existing = existing();
+            let existing = if existing.is_empty() {
+                format!("no {} route has a single port", kind.label())
+            } else {
+                format!(
+                    "{} routes in this VirtualService match {}",
+                    kind.label(),
+                    existing.join("; ")
+                )
+            };
             return Err(format!(
-                "No matching {} routes found in the defined Virtual Service.",
+                "No matching {} routes found in the defined Virtual Service ({existing})",
                 kind.label()
             ));
         };
