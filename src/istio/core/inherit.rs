@@ -89,7 +89,8 @@ impl Primary<'_> {
                 let Some(block) = block.as_object() else {
                     continue;
                 };
-                let merged = merge_block(primary, block).map_err(|(field, ours, theirs)| {
+                let merged = merge_block(primary, block).map_err(|conflict| {
+                    let (field, ours, theirs) = *conflict;
                     format!(
                         "{step} match[{s}] matches {field} as {ours}, and {label} match[{p}] matches it as {theirs}: one Istio match block cannot hold both; change the step's match, or set inheritPrimaryRoute: false to match the step's conditions alone",
                         ours = compact(&ours),
@@ -121,13 +122,16 @@ impl Primary<'_> {
     }
 }
 
+/// One field both blocks constrain: `(field, step's value, primary's value)`.
+type Conflict = (String, Value, Value);
+
 /// The primary block with the step block's conditions added; `Err((field,
 /// step's value, primary's value))` when both constrain one field
 /// differently.
 fn merge_block(
     primary: &Map<String, Value>,
     step: &Map<String, Value>,
-) -> Result<Map<String, Value>, (String, Value, Value)> {
+) -> Result<Map<String, Value>, Box<Conflict>> {
     let mut merged = primary.clone();
     for (key, value) in step {
         let Some(existing) = merged.get_mut(key).filter(|v| !v.is_null()) else {
@@ -142,11 +146,11 @@ fn merge_block(
                 for (name, condition) in theirs {
                     match ours.get(name) {
                         Some(current) if current != condition => {
-                            return Err((
+                            return Err(Box::new((
                                 format!("{key}.{name}"),
                                 condition.clone(),
                                 current.clone(),
-                            ));
+                            )));
                         }
                         Some(_) => {}
                         None => {
@@ -155,7 +159,9 @@ fn merge_block(
                     }
                 }
             }
-            (existing, _) => return Err((key.clone(), value.clone(), existing.clone())),
+            (existing, _) => {
+                return Err(Box::new((key.clone(), value.clone(), existing.clone())));
+            }
         }
     }
     Ok(merged)
