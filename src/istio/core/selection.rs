@@ -443,3 +443,27 @@ pub fn first_weighted_http_route<'a>(
         .unwrap_or(&[]);
     Ok(selected.first().map(|&i| &routes[i]))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_missing_route_lists_at_most_thirty_names_each_once() {
+        let mut routes: Vec<Value> = (0..40).map(|i| json!({"name": format!("r{i}")})).collect();
+        routes.push(json!({"name": "r0"}));
+        routes.push(json!({}));
+        let listed = existing_names(&routes);
+        assert!(
+            listed.starts_with("routes in this VirtualService: r0, r1, "),
+            "{listed}"
+        );
+        assert!(listed.ends_with("r29, and 10 more"), "{listed}");
+        assert_eq!(
+            existing_names(&[json!({})]),
+            "this VirtualService has no named HTTP routes"
+        );
+    }
+}
