@@ -146,6 +146,10 @@ impl<C: Cluster> IstioRouter<C> {
         written: usize,
         change: Change<'_>,
     ) {
+        if written == 0 {
+            // Nothing changed (the steady state): nothing to report.
+            return;
+        }
         let targets = self.virtual_services(config);
         let keys: Vec<&ObjectKey> = targets.iter().map(|(key, _)| key).collect();
         report(&self.cluster, rollout, &keys, written, change).await;
