@@ -13,8 +13,10 @@ use crate::model::Rollout;
 
 /// The newest controller release checked against (the default).
 pub const LATEST_CHECKED: Version = Version(1, 10, 2);
-/// The oldest release the plugin supports: plugin entries need `args`.
-pub const MINIMUM_SUPPORTED: Version = Version(1, 7, 0);
+/// The oldest release the plugin supports: the oldest the end-to-end tier
+/// runs (plugin entries need `args`, v1.7.0; the 1.7 line is served by the
+/// Go module proxy from v1.7.2 only).
+pub const MINIMUM_SUPPORTED: Version = Version(1, 7, 2);
 
 /// An Argo Rollouts release, `v1.10.2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

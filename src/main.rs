@@ -59,6 +59,24 @@ struct ServeArgs {
     /// Timeout of one Kubernetes API request, in seconds.
     #[arg(long, default_value_t = 30)]
     kube_timeout: u64,
+    /// The field manager of every write: the owner of the fields the plugin
+    /// sets, as `managedFields` show it (see docs/argocd.md).
+    #[arg(long, default_value = istio_router::cluster::kube::DEFAULT_FIELD_MANAGER, value_parser = field_manager)]
+    field_manager: String,
+}
+
+/// What the API server accepts as a field manager: 1 to 128 printable
+/// ASCII characters.
+fn field_manager(name: &str) -> Result<String, String> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+    {
+        return Err(format!(
+            "{name:?} is not a field manager the API server accepts (1 to 128 printable ASCII characters)"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// The Argo Rollouts controller speaks net/rpc; gRPC is for hosts that
@@ -229,6 +247,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             burst: args.kube_burst,
             request_timeout: Duration::from_secs(args.kube_timeout),
             kubeconfig: None,
+            field_manager: args.field_manager,
         });
         let router = Arc::new(
             IstioRouter::new(cluster, args.plugin_name)

@@ -6,6 +6,15 @@
 //! stay JSON end to end. Writes are PUTs carrying the resourceVersion they were based on;
 //! their results are written through to the cache. Every request waits for a
 //! token (QPS / burst) and is bounded by the request timeout.
+//!
+//! Every write names the plugin's field manager. A PUT is an `Update`
+//! operation to the API server: the manager comes to own the fields whose
+//! values the write changed, and no others (see docs/argocd.md for what that
+//! means with Istio's CRDs, whose lists are atomic).
+//!
+//! Events are written in the background (core/v1, as `kubectl describe`
+//! shows them), filtered by [`EventFilter`]; a failed Event write is logged,
+//! never returned.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,8 +34,13 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Instant;
 
-use super::{Cluster, ClusterError, ObjectKey, Resource};
+use super::events::{Decision, EventFilter};
+use super::{Cluster, ClusterError, ObjectKey, REPORTING_COMPONENT, Resource, RolloutEvent};
 use crate::model::ReplicaSetInfo;
+
+/// The field manager of the plugin's writes unless `--field-manager` says
+/// otherwise: the plugin's name.
+pub const DEFAULT_FIELD_MANAGER: &str = env!("CARGO_PKG_NAME");
 
 /// The `User-Agent` of every request the plugin sends.
 const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
@@ -48,6 +62,8 @@ pub struct KubeClusterOptions {
     /// The kubeconfig to use; `None`: `kube::Config::infer()` (KUBECONFIG,
     /// `~/.kube/config`, then the in-cluster service account).
     pub kubeconfig: Option<PathBuf>,
+    /// The field manager every write names (`managedFields[].manager`).
+    pub field_manager: String,
 }
 
 impl Default for KubeClusterOptions {
@@ -57,6 +73,7 @@ impl Default for KubeClusterOptions {
             burst: 40,
             request_timeout: Duration::from_secs(10),
             kubeconfig: None,
+            field_manager: DEFAULT_FIELD_MANAGER.to_string(),
         }
     }
 }
@@ -67,6 +84,7 @@ pub struct KubeCluster {
     client: OnceCell<Client>,
     limiter: Arc<TokenBucket>,
     caches: Mutex<HashMap<(&'static Resource, String), Arc<WatchCache>>>,
+    events: Mutex<EventFilter>,
 }
 
 impl KubeCluster {
@@ -77,6 +95,7 @@ impl KubeCluster {
             options,
             client: OnceCell::new(),
             caches: Mutex::new(HashMap::new()),
+            events: Mutex::new(EventFilter::default()),
         }
     }
 
@@ -248,9 +267,13 @@ impl Cluster for KubeCluster {
     async fn replace(&self, key: &ObjectKey, object: Value) -> Result<Value, ClusterError> {
         let operation = || format!("replace {key}");
         let body = serde_json::to_vec(&object).map_err(|e| rejected(operation(), e))?;
+        let params = PostParams {
+            field_manager: Some(self.options.field_manager.clone()),
+            ..PostParams::default()
+        };
         let request = self
             .raw_request(key)
-            .replace(&key.name, &PostParams::default(), body)
+            .replace(&key.name, &params, body)
             .map_err(|e| rejected(operation(), e))?;
         let stored = self.send_raw(operation, key, request, "replace").await?;
         if let Some(cache) = self.existing_cache(key) {
@@ -280,6 +303,131 @@ impl Cluster for KubeCluster {
             }
         }
         Ok(owned)
+    }
+
+    async fn events(&self, events: Vec<RolloutEvent>) {
+        let Some(client) = self.client.get() else {
+            tracing::debug!("no Kubernetes client yet; events not reported");
+            return;
+        };
+        let now = std::time::Instant::now();
+        for event in events {
+            let decision = lock(&self.events).decide(&event, now);
+            if decision == Decision::Drop {
+                tracing::debug!(rollout = %format!("{}/{}", event.namespace, event.rollout),
+                    reason = event.reason, "event over the rollout's budget; not reported");
+                continue;
+            }
+            let writer = EventWriter {
+                client: client.clone(),
+                limiter: self.limiter.clone(),
+                timeout: self.options.request_timeout,
+            };
+            tokio::spawn(writer.write(event, decision));
+        }
+    }
+}
+
+/// Writes one Event in the background.
+struct EventWriter {
+    client: Client,
+    limiter: Arc<TokenBucket>,
+    timeout: Duration,
+}
+
+impl EventWriter {
+    async fn write(self, event: RolloutEvent, decision: Decision) {
+        use k8s_openapi::api::core::v1::Event;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &event.namespace);
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        self.limiter.acquire().await;
+        let written = match decision {
+            Decision::Drop => return,
+            Decision::Create { name } => {
+                let body = core_event(&event, name, now);
+                let params = PostParams::default();
+                let call = api.create(&params, &body);
+                tokio::time::timeout(self.timeout, call)
+                    .await
+                    .map(|r| r.map(drop))
+            }
+            Decision::Repeat { name, count } => {
+                let patch = serde_json::json!({"count": count, "lastTimestamp": now});
+                let params = ::kube::api::PatchParams::default();
+                let patch = ::kube::api::Patch::Merge(&patch);
+                let call = api.patch(&name, &params, &patch);
+                tokio::time::timeout(self.timeout, call)
+                    .await
+                    .map(|r| r.map(drop))
+            }
+        };
+        let failure = match written {
+            Ok(Ok(())) => {
+                tracing::debug!(reason = event.reason, rollout = %event.rollout, "event reported");
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {:?}", self.timeout),
+        };
+        tracing::warn!(
+            rollout = %format!("{}/{}", event.namespace, event.rollout),
+            reason = event.reason,
+            error = %failure,
+            "cannot report an event on the rollout (the change itself was made)"
+        );
+    }
+}
+
+/// The core/v1 Event for `event`, named `name`.
+fn core_event(
+    event: &RolloutEvent,
+    name: String,
+    now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(event.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("argoproj.io/v1alpha1".to_string()),
+            kind: Some("Rollout".to_string()),
+            name: Some(event.rollout.clone()),
+            namespace: Some(event.namespace.clone()),
+            uid: (!event.uid.is_empty()).then(|| event.uid.clone()),
+            ..ObjectReference::default()
+        },
+        reason: Some(event.reason.to_string()),
+        message: Some(event.message.clone()),
+        type_: Some(event.event_type.as_str().to_string()),
+        action: Some(event.action.to_string()),
+        source: Some(EventSource {
+            component: Some(REPORTING_COMPONENT.to_string()),
+            host: None,
+        }),
+        reporting_component: Some(REPORTING_COMPONENT.to_string()),
+        reporting_instance: Some(reporting_instance()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Event::default()
+    }
+}
+
+/// The host the plugin runs on (the controller's pod name in a cluster).
+fn reporting_instance() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most
+    // that many bytes.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    match std::str::from_utf8(&buffer[..end]) {
+        Ok(host) if status == 0 && !host.is_empty() => host.to_string(),
+        _ => REPORTING_COMPONENT.to_string(),
     }
 }
 

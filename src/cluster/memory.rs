@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use super::{Cluster, ClusterError, ObjectKey};
+use super::{Cluster, ClusterError, ObjectKey, RolloutEvent};
 use crate::model::ReplicaSetInfo;
 
 /// `(kind, namespace, name)` of any stored object.
@@ -19,6 +19,7 @@ pub struct InMemoryCluster {
     objects: Mutex<BTreeMap<StoredKey, Value>>,
     next_version: AtomicU64,
     writes: AtomicU64,
+    events: Mutex<Vec<RolloutEvent>>,
 }
 
 /// An object without `kind` or `metadata.name` cannot be stored.
@@ -91,6 +92,14 @@ impl InMemoryCluster {
     /// Every stored object, ordered by kind, namespace and name.
     pub fn snapshot(&self) -> BTreeMap<StoredKey, Value> {
         self.lock().clone()
+    }
+
+    /// The Events reported so far, in order (none is rate-limited here).
+    pub fn recorded_events(&self) -> Vec<RolloutEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Write requests received so far (successful or not).
@@ -169,6 +178,13 @@ impl Cluster for InMemoryCluster {
             })
             .map(|(_, object)| ReplicaSetInfo::from_object(object))
             .collect())
+    }
+
+    async fn events(&self, events: Vec<RolloutEvent>) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(events);
     }
 }
 

@@ -5,6 +5,7 @@
 //! Objects travel as untyped JSON so that every field the plugin does not own
 //! (unknown ones included) survives a read-modify-write unchanged.
 
+mod events;
 pub mod kube;
 mod memory;
 
@@ -13,6 +14,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
+pub use events::{EventType, REPORTING_COMPONENT, RolloutEvent};
 pub use kube::{KubeCluster, KubeClusterOptions};
 pub use memory::InMemoryCluster;
 
@@ -126,6 +128,15 @@ pub trait Cluster: Send + Sync {
         namespace: &str,
         rollout_name: &str,
     ) -> impl Future<Output = Result<Vec<ReplicaSetInfo>, ClusterError>> + Send;
+
+    /// Reports what the plugin changed as Events on the Rollout. Never
+    /// fails and never waits for the API server: reporting is best effort
+    /// and a call's outcome does not depend on it. The default reports
+    /// nothing (a cluster with nowhere to put Events).
+    fn events(&self, events: Vec<RolloutEvent>) -> impl Future<Output = ()> + Send {
+        let _ = events;
+        async {}
+    }
 }
 
 /// A shared cluster is a cluster: lets tests and `simulate` keep a handle on
@@ -160,5 +171,9 @@ impl<C: Cluster> Cluster for std::sync::Arc<C> {
         rollout_name: &str,
     ) -> impl Future<Output = Result<Vec<ReplicaSetInfo>, ClusterError>> + Send {
         C::list_replica_sets(self, namespace, rollout_name)
+    }
+
+    fn events(&self, events: Vec<RolloutEvent>) -> impl Future<Output = ()> + Send {
+        C::events(self, events)
     }
 }

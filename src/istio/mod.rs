@@ -6,6 +6,7 @@
 pub mod config;
 pub mod core;
 mod edit;
+mod report;
 mod router;
 
 pub use config::DEFAULT_PLUGIN_NAME;

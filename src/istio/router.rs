@@ -10,6 +10,7 @@ use super::core::{self, CanaryTarget, CoreError, VirtualServiceContext, WeightRe
 use super::edit::{
     Confirm, Freshness, IfMissing, RetryPolicy, edit_all, read, read_and_edit, retrying,
 };
+use super::report::{Change, report};
 use super::{IstioError, UnknownApiVersion};
 use crate::cluster::{Cluster, ClusterError, ObjectKey, Resource};
 use crate::model::{Rollout, SetHeaderRoute, SetMirrorRoute, WeightDestination};
@@ -119,15 +120,39 @@ impl<C: Cluster> IstioRouter<C> {
 
     /// Header and mirror routes: edits every configured VirtualService with
     /// `edit`, given where the route sends traffic.
-    async fn edit_canary_route<F>(&self, rollout: &Rollout, edit: F) -> Result<(), IstioError>
+    async fn edit_canary_route<F>(
+        &self,
+        rollout: &Rollout,
+        change: Change<'_>,
+        edit: F,
+    ) -> Result<(), IstioError>
     where
         F: Fn(&mut Value, &VirtualServiceContext<'_>, &CanaryTarget) -> Result<bool, CoreError>,
     {
         let config = self.config(rollout)?;
         let target = self.canary_target(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| edit(doc, ctx, &target))
+        let written = self
+            .edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| edit(doc, ctx, &target))
             .await?;
+        self.report(rollout, &config, written, change).await;
         Ok(())
+    }
+
+    /// Reports a change to the configured VirtualServices on the Rollout.
+    async fn report(
+        &self,
+        rollout: &Rollout,
+        config: &RouterConfig,
+        written: usize,
+        change: Change<'_>,
+    ) {
+        if written == 0 {
+            // Nothing changed (the steady state): nothing to report.
+            return;
+        }
+        let targets = self.virtual_services(config);
+        let keys: Vec<&ObjectKey> = targets.iter().map(|(key, _)| key).collect();
+        report(&self.cluster, rollout, &keys, written, change).await;
     }
 
     fn destination_rule_key(&self, config: &RouterConfig) -> Option<ObjectKey> {
@@ -260,10 +285,12 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         );
         for hold in &holds {
             tracing::warn!(object = %key, "{hold}");
+            let why = hold.to_string();
+            report(&self.cluster, rollout, &[&key], 0, Change::SwitchHeld { why }).await;
         }
-        edit_all(
+        let written = edit_all(
             &self.cluster,
-            &[(key, ())],
+            &[(key.clone(), ())],
             IfMissing::Fail,
             &self.retry,
             |(), doc| {
@@ -273,6 +300,17 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
             },
         )
         .await?;
+        let held = |role: core::Role, hash| match switch(role, hash) {
+            core::SubsetSwitch::Hold => "(held)",
+            core::SubsetSwitch::To(hash) => hash,
+        };
+        let change = Change::SubsetsSwitched {
+            canary_subset: &reference.canary_subset_name,
+            canary_hash: held(core::Role::Canary, canary_hash),
+            stable_subset: &reference.stable_subset_name,
+            stable_hash: held(core::Role::Stable, stable_hash),
+        };
+        report(&self.cluster, rollout, &[&key], written, change).await;
         Ok(())
     }
 
@@ -285,10 +323,16 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         let config = self.config(rollout)?;
         let request = WeightRequest::new(desired_weight, additional, config.max_weight)?;
         self.check_destination_rule(&config).await?;
-        self.edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
-            core::set_weight(doc, ctx, request)
-        })
-        .await?;
+        let written = self
+            .edit_virtual_services(&config, IfMissing::Fail, |doc, ctx| {
+                core::set_weight(doc, ctx, request)
+            })
+            .await?;
+        let change = Change::Weights {
+            canary: desired_weight,
+            additional,
+        };
+        self.report(rollout, &config, written, change).await;
         Ok(())
     }
 
@@ -297,7 +341,8 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         rollout: &Rollout,
         route: &SetHeaderRoute,
     ) -> Result<(), IstioError> {
-        self.edit_canary_route(rollout, |doc, ctx, target| {
+        let change = Change::HeaderRoute(route);
+        self.edit_canary_route(rollout, change, |doc, ctx, target| {
             core::set_header_route(doc, ctx, route, target)
         })
         .await
@@ -308,7 +353,8 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         rollout: &Rollout,
         route: &SetMirrorRoute,
     ) -> Result<(), IstioError> {
-        self.edit_canary_route(rollout, |doc, ctx, target| {
+        let change = Change::MirrorRoute(route);
+        self.edit_canary_route(rollout, change, |doc, ctx, target| {
             core::set_mirror_route(doc, ctx, route, target)
         })
         .await
@@ -344,10 +390,13 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
 
     async fn remove_managed_routes(&self, rollout: &Rollout) -> Result<(), IstioError> {
         let config = self.config(rollout)?;
-        self.edit_virtual_services(&config, IfMissing::Skip, |doc, ctx| {
-            core::remove_managed_routes(doc, ctx, rollout)
-        })
-        .await?;
+        let written = self
+            .edit_virtual_services(&config, IfMissing::Skip, |doc, ctx| {
+                core::remove_managed_routes(doc, ctx, rollout)
+            })
+            .await?;
+        self.report(rollout, &config, written, Change::ManagedRoutesRemoved)
+            .await;
         Ok(())
     }
 

@@ -186,6 +186,19 @@ impl Controller {
 
         let healthz = free_port()?;
         let metrics = free_port()?;
+        // v1.7 spells the metrics port flag `--metricsport`; later releases
+        // `--metricsPort`. Asked of the binary itself.
+        let help = Command::new(&tools.controller)
+            .arg("--help")
+            .output()
+            .with_context(|| format!("running {} --help", tools.controller.display()))?;
+        let metrics_flag = if String::from_utf8_lossy(&help.stdout).contains("--metricsPort")
+            || String::from_utf8_lossy(&help.stderr).contains("--metricsPort")
+        {
+            "--metricsPort"
+        } else {
+            "--metricsport"
+        };
         let process = Process::spawn(
             &format!("rollouts-controller-{version}"),
             cluster.work_dir(),
@@ -205,7 +218,7 @@ impl Controller {
                     "--loglevel=info".to_string(),
                     "--logformat=json".to_string(),
                     format!("--healthzPort={healthz}"),
-                    format!("--metricsPort={metrics}"),
+                    format!("{metrics_flag}={metrics}"),
                 ]),
         )?;
         let mut controller = Controller {

@@ -28,7 +28,7 @@ use crate::controller::{Controller, PluginArtifact};
 
 /// The controller releases the tier proves the plugin against: the latest
 /// and the previous minor. Each has its own module under `controller/`.
-const CONTROLLER_VERSIONS: [&str; 2] = ["v1.10.2", "v1.9.3"];
+const CONTROLLER_VERSIONS: [&str; 3] = ["v1.10.2", "v1.9.3", "v1.7.2"];
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +113,8 @@ async fn run() -> anyhow::Result<(usize, usize)> {
             "e2e: argo-rollouts {version} running with plugin {}",
             controller.plugin_name
         );
-        let outcomes = runner::run_all(&cluster, &controller, &scenarios).await;
+        let outcomes =
+            runner::run_all(&cluster, &controller, &scenarios, &built.argocd_normalize).await;
         for outcome in &outcomes {
             match &outcome.failure {
                 None => {
@@ -159,8 +160,8 @@ async fn run() -> anyhow::Result<(usize, usize)> {
 
 /// The manifest states the oldest controller release the plugin needs; it
 /// must be the one the plugin itself states (simulate's checks use it) and
-/// no newer than any release this tier runs. The tier runs the releases it
-/// names, not that minimum itself.
+/// no newer than any release this tier runs, and one of the releases the
+/// tier runs by default: the minimum stated is the minimum proven.
 fn check_minimum_version(manifest: &Path, versions: &[String]) -> Result<String, String> {
     let text =
         std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
@@ -180,6 +181,13 @@ fn check_minimum_version(manifest: &Path, versions: &[String]) -> Result<String,
         return Err(format!(
             "{} states {stated}, the plugin states {minimum}",
             manifest.display()
+        ));
+    }
+    if !CONTROLLER_VERSIONS.contains(&stated.to_string().as_str()) {
+        return Err(format!(
+            "{} states {stated}, which is not a release the tier runs ({})",
+            manifest.display(),
+            CONTROLLER_VERSIONS.join(", ")
         ));
     }
     for version in versions {

@@ -31,16 +31,19 @@ pub struct Outcome {
 struct Context<'a> {
     objects: Objects,
     controller: &'a Controller,
+    argocd_normalize: &'a std::path::Path,
 }
 
 pub async fn run_all(
     cluster: &Cluster,
     controller: &Controller,
     scenarios: &[Scenario],
+    argocd_normalize: &std::path::Path,
 ) -> Vec<Outcome> {
     let context = Context {
         objects: Objects::new(cluster.admin_client()),
         controller,
+        argocd_normalize,
     };
     let shared = scenarios.iter().filter(|s| !s.exclusive);
     let mut outcomes = join_all(shared.map(|s| run_one(&context, s))).await;
@@ -97,7 +100,7 @@ async fn run_steps(
                 .await
                 .map_err(|e| format!("{label}: {e}"))?;
         }
-        wait_for(context, &namespace, step, &vars, version)
+        wait_for(context, &namespace, step, &vars, version, &manifests)
             .await
             .map_err(|e| format!("{label}: {e}"))?;
         for (name, source) in &step.save {
@@ -125,6 +128,13 @@ async fn run_steps(
             };
             vars.insert(name.clone(), text);
         }
+    }
+    let refused = refused_plugin_requests(context.controller, &namespace);
+    if !refused.is_empty() {
+        return Err(format!(
+            "the API server refused (403) requests of the plugin: {}",
+            refused.join(", ")
+        ));
     }
     Ok(())
 }
@@ -254,13 +264,14 @@ async fn wait_for(
     step: &Step,
     vars: &HashMap<String, String>,
     version: &str,
+    manifests: &str,
 ) -> Result<(), String> {
     let limit = Duration::from_secs(step.timeout.unwrap_or(60));
     let deadline = Instant::now() + limit;
     loop {
         let mut failure = None;
         for expectation in step.expect.iter().filter(|e| applies(&e.versions, version)) {
-            if let Err(why) = holds(context, namespace, expectation, vars).await {
+            if let Err(why) = holds(context, namespace, expectation, vars, manifests).await {
                 failure = Some(why);
                 break;
             }
@@ -285,6 +296,7 @@ async fn holds(
     namespace: &str,
     expectation: &Expectation,
     vars: &HashMap<String, String>,
+    manifests: &str,
 ) -> Result<(), String> {
     let object = substitute_text(&expectation.object, vars);
     let (kind, name) = split_object(&object)?;
@@ -304,6 +316,32 @@ async fn holds(
         (None, false) => return Err(format!("{object} does not exist")),
         (Some(live), false) => live,
     };
+    if let Some(argocd) = &expectation.argocd {
+        let desired = manifest_of(manifests, &kind, &name)
+            .ok_or_else(|| format!("{object}: not in the scenario's manifests"))?;
+        let diff = argocd_diff(context.argocd_normalize, &live, &desired, &argocd.managers)?;
+        if diff["inSync"] != argocd.in_sync {
+            return Err(format!(
+                "{object}: Argo CD with managedFieldsManagers {:?}: want inSync {}, got {} (live spec {}, desired spec {}; managers: {})",
+                argocd.managers,
+                argocd.in_sync,
+                diff["inSync"],
+                diff["liveSpec"],
+                diff["desiredSpec"],
+                managers(&live)
+            ));
+        }
+    }
+    for (manager, matcher) in &expectation.owners {
+        let found = owned_by(&live, manager);
+        let matcher = substitute(matcher, vars);
+        check(found.as_ref(), &matcher).map_err(|why| {
+            format!(
+                "{object}: fields owned by {manager}: want {matcher}, {why} (managers: {})",
+                managers(&live)
+            )
+        })?;
+    }
     for (path, matcher) in &expectation.fields {
         let path = substitute_text(path, vars);
         let matcher = substitute(matcher, vars);
@@ -326,14 +364,24 @@ async fn holds(
                     .as_ref()
                     .is_none_or(|r| e["reason"] == r.as_str())
             })
+            .filter(|e| event.from.as_ref().is_none_or(|from| reporter(e) == from))
             .collect();
         if !matching
             .iter()
             .any(|e| e["message"].as_str().is_some_and(|m| m.contains(&wanted)))
         {
+            let matching = if matching.is_empty() {
+                // Say what there is about the object at all.
+                events
+                    .iter()
+                    .filter(|e| e["involvedObject"]["name"] == name.as_str())
+                    .collect()
+            } else {
+                matching
+            };
             let seen: Vec<String> = matching
                 .iter()
-                .map(|e| format!("{}: {}", e["reason"], e["message"]))
+                .map(|e| format!("{} from {}: {}", e["reason"], reporter(e), e["message"]))
                 .collect();
             return Err(format!(
                 "{object}: no event containing {wanted:?} (events: {})",
@@ -346,6 +394,119 @@ async fn holds(
         }
     }
     Ok(())
+}
+
+/// The document of `kind`/`name` in a scenario's manifests.
+fn manifest_of(manifests: &str, kind: &str, name: &str) -> Option<Value> {
+    crate::kube_objects::yaml_documents(manifests)
+        .ok()?
+        .into_iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+/// Runs Argo CD's managedFieldsManagers normalization (tests/e2e/argocd).
+fn argocd_diff(
+    binary: &std::path::Path,
+    live: &Value,
+    desired: &Value,
+    managers: &[String],
+) -> Result<Value, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("argocd: {e}"))?;
+    let live_file = dir.path().join("live.json");
+    let desired_file = dir.path().join("desired.json");
+    std::fs::write(&live_file, live.to_string()).map_err(|e| format!("argocd: {e}"))?;
+    std::fs::write(&desired_file, desired.to_string()).map_err(|e| format!("argocd: {e}"))?;
+    let output = std::process::Command::new(binary)
+        .arg(&live_file)
+        .arg(&desired_file)
+        .args(managers)
+        .output()
+        .map_err(|e| format!("running {}: {e}", binary.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "argocd normalization failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("argocd output: {e}"))
+}
+
+/// Who reported an Event: `reportingComponent`, else `source.component`.
+fn reporter(event: &Value) -> &str {
+    event["reportingComponent"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .or_else(|| event["source"]["component"].as_str())
+        .unwrap_or_default()
+}
+
+/// The fields `manager` owns in `object` (its `managedFields` entries for
+/// the main resource, merged); `None` when it owns nothing.
+fn owned_by(object: &Value, manager: &str) -> Option<Value> {
+    let entries = object["metadata"]["managedFields"].as_array()?;
+    let mut owned: Option<Value> = None;
+    for entry in entries.iter().filter(|e| {
+        e["manager"] == manager && e["subresource"].as_str().unwrap_or_default().is_empty()
+    }) {
+        let fields = entry["fieldsV1"].clone();
+        owned = Some(match owned {
+            None => fields,
+            Some(mut merged) => {
+                merge_fields(&mut merged, fields);
+                merged
+            }
+        });
+    }
+    owned
+}
+
+fn merge_fields(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                match into.get_mut(&key) {
+                    Some(existing) => merge_fields(existing, value),
+                    None => {
+                        into.insert(key, value);
+                    }
+                }
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+/// `manager (operation): fields` of every managedFields entry, for a failure.
+fn managers(object: &Value) -> String {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| format!("{} ({}): {}", e["manager"], e["operation"], e["fieldsV1"]))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|| "none".to_string())
+}
+
+/// Requests of the plugin in `namespace` the API server refused as
+/// forbidden (403), from the audit log: the RBAC of the stock controller
+/// plus `plugin-manifest.yaml` must cover everything the plugin does.
+fn refused_plugin_requests(controller: &Controller, namespace: &str) -> Vec<String> {
+    read(&controller.audit_log)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && e["responseStatus"]["code"] == 403
+                && e["objectRef"]["namespace"] == namespace
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(PLUGIN_USER_AGENT))
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect()
 }
 
 /// The plugin's last failed call for this namespace, from the controller's

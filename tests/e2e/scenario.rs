@@ -104,6 +104,25 @@ pub struct Expectation {
     /// whose reason is `reason`, when given).
     #[serde(default)]
     pub event: Option<EventMatch>,
+    /// Field manager → matcher of the fields it owns (`metadata.managedFields`,
+    /// its `fieldsV1` merged over operations), e.g. exactly
+    /// `{"f:spec": {"f:http": {}}}`, or `{$absent: true}`: owns nothing.
+    #[serde(default)]
+    pub owners: BTreeMap<String, Value>,
+    /// Argo CD's diff of the live object against its manifest in the
+    /// scenario's `manifests`, normalized by Argo CD's own
+    /// managedFieldsManagers code with these managers.
+    #[serde(default)]
+    pub argocd: Option<ArgoCdMatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArgoCdMatch {
+    /// `ignoreDifferences[].managedFieldsManagers`.
+    pub managers: Vec<String>,
+    /// Whether the specs then compare equal (Argo CD: Synced).
+    pub in_sync: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +131,10 @@ pub struct EventMatch {
     #[serde(default)]
     pub reason: Option<String>,
     pub contains: String,
+    /// The reporting component (`reportingComponent`, else
+    /// `source.component`) the Event must come from.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

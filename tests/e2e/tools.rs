@@ -23,6 +23,8 @@ pub struct Built {
     pub controllers: HashMap<String, ControllerTools>,
     /// The module directories holding files the tier installs from.
     pub istio_api_dir: PathBuf,
+    /// Argo CD's managedFieldsManagers normalization (`argocd/`).
+    pub argocd_normalize: PathBuf,
 }
 
 pub struct ControllerTools {
@@ -63,6 +65,8 @@ pub fn build_all(root: &Path, versions: &[String]) -> anyhow::Result<Built> {
         ],
     )?;
     let istio_api_dir = module_dir(&go, &cluster_module, "istio.io/api")?;
+    let argocd_bin = cache_dir.join("bin/argocd");
+    go_build(&go, &e2e.join("argocd"), &argocd_bin, &["."])?;
 
     let mut controllers = HashMap::new();
     for version in versions {
@@ -107,6 +111,7 @@ pub fn build_all(root: &Path, versions: &[String]) -> anyhow::Result<Built> {
         cache_dir,
         controllers,
         istio_api_dir,
+        argocd_normalize: argocd_bin.join("argocd"),
     })
 }
 

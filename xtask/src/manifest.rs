@@ -2,10 +2,12 @@
 //! digests. Plain std so that `tests/plugin_manifest.rs` can include this
 //! file and check the committed copy against it.
 
-/// The minimum Argo Rollouts version: `args` in plugin entries arrived in
-/// v1.7.0 (an older controller ignores them and starts the plugin without
-/// its flags).
-pub const MIN_ARGO_ROLLOUTS: &str = "v1.7.0";
+/// The minimum Argo Rollouts version: the oldest release the end-to-end
+/// tier runs. `args` in plugin entries arrived in v1.7.0 (an older
+/// controller ignores them and starts the plugin without its flags), but
+/// the Go module proxy serves only v1.7.2 of the 1.7 line, so v1.7.0 and
+/// v1.7.1 are untested.
+pub const MIN_ARGO_ROLLOUTS: &str = "v1.7.2";
 
 /// The plugin name a Rollout uses under `trafficRouting.plugins`.
 pub const PLUGIN_NAME: &str = "argoproj-labs/istio";
@@ -82,10 +84,14 @@ pub fn render(release: &Release) -> Result<String, String> {
     line(
         &mut out,
         &format!(
-            "# Needs Argo Rollouts {MIN_ARGO_ROLLOUTS} or newer: older controllers ignore the `args`"
+            "# Needs Argo Rollouts {MIN_ARGO_ROLLOUTS} or newer, the oldest release the end-to-end tier"
         ),
     );
-    line(&mut out, "# of a plugin entry.");
+    line(
+        &mut out,
+        "# runs (v1.7.0 and v1.7.1 are untested; controllers before v1.7.0 ignore the",
+    );
+    line(&mut out, "# `args` of a plugin entry).");
     line(&mut out, "#");
     line(
         &mut out,
@@ -193,6 +199,10 @@ rules:
   - apiGroups: [\"apps\"]
     resources: [\"replicasets\"]
     verbs: [\"get\", \"list\", \"watch\"]
+  # Events on the Rollout for every change the plugin makes (core/v1).
+  - apiGroups: [\"\"]
+    resources: [\"events\"]
+    verbs: [\"create\", \"patch\"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
