@@ -286,7 +286,14 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
         for hold in &holds {
             tracing::warn!(object = %key, "{hold}");
             let why = hold.to_string();
-            report(&self.cluster, rollout, &[&key], 0, Change::SwitchHeld { why }).await;
+            report(
+                &self.cluster,
+                rollout,
+                &[&key],
+                0,
+                Change::SwitchHeld { why },
+            )
+            .await;
         }
         let written = edit_all(
             &self.cluster,
