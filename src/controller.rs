@@ -73,9 +73,45 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The step actions the plugin's model of a Rollout leaves out (the
+/// controller plays them without any router), read from the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherActions {
+    pub experiment: bool,
+    pub analysis: bool,
+    pub plugin: bool,
+}
+
+impl OtherActions {
+    /// Per step of `spec.strategy.canary.steps` in the Rollout's JSON.
+    pub fn of_manifest(rollout: &serde_json::Value) -> Vec<OtherActions> {
+        rollout
+            .pointer("/spec/strategy/canary/steps")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|step| {
+                let set = |key| step.get(key).is_some_and(|v| !v.is_null());
+                OtherActions {
+                    experiment: set("experiment"),
+                    analysis: set("analysis"),
+                    plugin: set("plugin"),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Everything `version` of the controller refuses in `rollout` when its
 /// traffic is routed by plugins only.
 pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
+    refusals_with(rollout, &[], version)
+}
+
+/// [`refusals`], knowing the steps' actions the model leaves out
+/// ([`OtherActions::of_manifest`]); without them, a step holding only an
+/// experiment is not called empty.
+pub fn refusals_with(rollout: &Rollout, other: &[OtherActions], version: Version) -> Vec<Refusal> {
     let mut found = Vec::new();
     let Some(canary) = &rollout.spec.strategy.canary else {
         return found;
@@ -108,21 +144,28 @@ pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
         // The controller's one-of rule covers these four only: a setWeight
         // step may also carry setHeaderRoute, setMirrorRoute or
         // setCanaryScale, and the controller plays both.
+        let other_actions = other.get(index).copied();
+        let others = other_actions.unwrap_or_default();
         let one_of = [
             step.set_weight.is_some(),
             step.pause.is_some(),
-            step.experiment.is_some(),
-            step.analysis.is_some(),
+            others.experiment,
+            others.analysis,
         ];
         let any_action = one_of.iter().any(|set| *set)
             || step.set_canary_scale.is_some()
             || step.set_header_route.is_some()
             || step.set_mirror_route.is_some()
-            || step.plugin.is_some();
-        if one_of.iter().filter(|set| **set).count() > 1 || !any_action {
+            || others.plugin;
+        // An empty step is known only when the manifest was read.
+        let empty = !any_action && other_actions.is_some();
+        if one_of.iter().filter(|set| **set).count() > 1 || empty {
             found.push(Refusal {
                 field: at.clone(),
-                message: format!("Invalid value: {}: {STEP_ONE_OF}", step_actions(step)),
+                message: format!(
+                    "Invalid value: {}: {STEP_ONE_OF}",
+                    step_actions(step, others)
+                ),
                 accepted_from: None,
             });
         }
@@ -178,16 +221,16 @@ pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
 const STEP_ONE_OF: &str = "Step must have one of the following set: experiment, setWeight, setCanaryScale, plugin or pause";
 
 /// The actions a step sets, `setWeight+pause`, for a refusal's value.
-fn step_actions(step: &crate::model::CanaryStep) -> String {
+fn step_actions(step: &crate::model::CanaryStep, others: OtherActions) -> String {
     let names: Vec<&str> = [
         ("setWeight", step.set_weight.is_some()),
         ("pause", step.pause.is_some()),
-        ("experiment", step.experiment.is_some()),
-        ("analysis", step.analysis.is_some()),
+        ("experiment", others.experiment),
+        ("analysis", others.analysis),
         ("setCanaryScale", step.set_canary_scale.is_some()),
         ("setHeaderRoute", step.set_header_route.is_some()),
         ("setMirrorRoute", step.set_mirror_route.is_some()),
-        ("plugin", step.plugin.is_some()),
+        ("plugin", others.plugin),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -324,7 +367,7 @@ mod tests {
 
     #[test]
     fn steps_with_two_actions_and_unreadable_pauses_are_refused() {
-        let r = rollout(json!({
+        let canary = json!({
             "trafficRouting": {"plugins": {"a/b": {}}},
             "steps": [
                 {"setWeight": 10, "pause": {}},
@@ -333,10 +376,15 @@ mod tests {
                 {"pause": {"duration": -5}},
                 {},
                 {"setWeight": 20, "setCanaryScale": {"weight": 20}},
-                {"pause": {}}
+                {"pause": {}},
+                {"experiment": {"templates": []}},
+                {"analysis": {"templates": []}, "setWeight": 30}
             ]
-        }));
-        let found: Vec<String> = refusals(&r, LATEST_CHECKED)
+        });
+        let r = rollout(canary.clone());
+        let manifest = json!({"spec": {"strategy": {"canary": canary}}});
+        let other = OtherActions::of_manifest(&manifest);
+        let found: Vec<String> = refusals_with(&r, &other, LATEST_CHECKED)
             .into_iter()
             .map(|r| r.to_string())
             .collect();
@@ -347,8 +395,11 @@ mod tests {
                 "spec.strategy.steps[1].pause.duration: Invalid value: \"ten minutes\": Duration needs to be greater than 0".into(),
                 "spec.strategy.steps[3].pause.duration: Invalid value: -5: Duration needs to be greater than 0".into(),
                 format!("spec.strategy.steps[4]: Invalid value: (no action): {STEP_ONE_OF}"),
+                format!("spec.strategy.steps[8]: Invalid value: setWeight+analysis: {STEP_ONE_OF}"),
             ]
         );
+        // Without the manifest, an experiment step is not taken for empty.
+        assert_eq!(refusals(&r, LATEST_CHECKED).len(), 3);
     }
 
     #[test]

@@ -283,23 +283,27 @@ fn run_simulate(
     };
     refuse_on_errors(&problems)?;
     let manifests = validate::Manifests::index(inputs);
-    let mut scenario = Scenario::from_manifests(&manifests, plugin_name)?;
-    scenario.controller = controller;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let rollouts = manifests.rollouts();
     let options = validate::Options {
-        plugin_name: Some(scenario.plugin_name.clone()),
+        plugin_name: plugin_name.map(str::to_string),
         controller,
     };
     let mut problems = manifests.problems().to_vec();
-    problems.extend(
-        runtime
-            .block_on(validate::check_rollout(&manifests, rollouts[0], &options))
-            .problems,
-    );
+    let rollouts = manifests.rollouts();
+    let mut scenario = None;
+    if let [rollout] = rollouts[..] {
+        let checked = runtime.block_on(validate::check_rollout(&manifests, rollout, &options));
+        problems.extend(checked.problems);
+        scenario = checked.scenario;
+    }
     refuse_on_errors(&problems)?;
+    let scenario = match scenario {
+        Some(scenario) => scenario,
+        // No Rollout, or several: say so as `simulate` always has.
+        None => Scenario::from_manifests(&manifests, plugin_name)?,
+    };
     for warning in &problems {
         eprintln!("{warning}");
     }

@@ -250,15 +250,6 @@ fn describe(step: &CanaryStep) -> String {
     if let Some(pause) = &step.pause {
         parts.push(describe_pause(pause));
     }
-    if step.experiment.is_some() {
-        parts.push("experiment (not played)".into());
-    }
-    if step.analysis.is_some() {
-        parts.push("analysis (not played)".into());
-    }
-    if step.plugin.is_some() {
-        parts.push("plugin step (not played)".into());
-    }
     if parts.is_empty() {
         parts.push("(no traffic change)".into());
     }

@@ -310,6 +310,7 @@ impl Manifests {
                     problems.push(Problem {
                         severity: Severity::Warning,
                         object: Some(label(&entry.kind, &entry.namespace, &entry.name)),
+                        field: Some("metadata.name".into()),
                         ..problem(
                             Some(entry.span.content_line),
                             format!(
@@ -378,14 +379,23 @@ impl Manifests {
         })
     }
 
-    /// Labels of every object of `kind`, for "what exists" in a message.
-    fn labels_of(&self, kind: &str, default_ns: &str) -> Vec<String> {
+    /// The entry of a `Kind namespace/name` label.
+    fn find_label(&self, object: &str, default_ns: &str) -> Option<usize> {
+        let (kind, rest) = object.split_once(' ')?;
+        let (ns, name) = rest.split_once('/')?;
+        self.find(kind, ns, name, default_ns)
+    }
+
+    /// Labels of the objects of `kind` in `namespace`, for "what exists"
+    /// in a message.
+    fn labels_of(&self, kind: &str, namespace: &str, default_ns: &str) -> Vec<String> {
         let mut labels: Vec<String> = self
             .entries
             .iter()
-            .filter(|e| e.kind == kind)
-            .map(|e| label(kind, effective(&e.namespace, default_ns), &e.name))
+            .filter(|e| e.kind == kind && effective(&e.namespace, default_ns) == namespace)
+            .map(|e| label(kind, namespace, &e.name))
             .collect();
+        labels.sort();
         labels.dedup();
         labels
     }
@@ -513,7 +523,8 @@ pub fn prepare(manifests: &Manifests, entry: usize, options: &Options) -> Prepar
         }
     };
     rollout.metadata.namespace = namespace;
-    for refusal in controller::refusals(&rollout, options.controller) {
+    let other_actions = controller::OtherActions::of_manifest(raw);
+    for refusal in controller::refusals_with(&rollout, &other_actions, options.controller) {
         let accepted = refusal
             .accepted_from
             .map(|v| format!("; accepted from argo-rollouts {v}"))
@@ -851,8 +862,7 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
         &scenario.rollout.metadata.namespace,
         &scenario.rollout.metadata.name,
     );
-    let played = simulate::play(&scenario, true, false).await;
-    for failure in played.failures {
+    for failure in play_each(&scenario, options).await {
         let mut problem = Problem {
             severity: Severity::Error,
             file: file.to_string(),
@@ -869,7 +879,7 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                 ..
             } => {
                 let ns = &scenario.rollout.metadata.namespace;
-                let given = manifests.labels_of(key.resource.kind, ns);
+                let given = manifests.labels_of(key.resource.kind, &key.namespace, ns);
                 let field = if key.resource.kind == "DestinationRule" {
                     "destinationRule.name"
                 } else if scenario
@@ -884,8 +894,9 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                 };
                 problem.field = Some(format!("{plugin_field}.{field}"));
                 problem.message = format!(
-                    "{key} is not in the given manifests ({}s given: {})",
+                    "{key} is not in the given manifests ({}s given in namespace {}: {})",
                     key.resource.kind,
+                    key.namespace,
                     if given.is_empty() {
                         "none".to_string()
                     } else {
@@ -894,18 +905,35 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                 );
             }
             IstioError::Core(CoreError::Object { object, message }) => {
-                if let Some((kind, rest)) = object.split_once(' ')
-                    && let Some((ns, name)) = rest.split_once('/')
-                    && let Some(found) =
-                        manifests.find(kind, ns, name, &scenario.rollout.metadata.namespace)
-                {
-                    let (file, line) = manifests.position(found);
-                    problem.file = file.to_string();
-                    problem.line = Some(line);
-                    problem.object = Some(object.clone());
+                let ns = &scenario.rollout.metadata.namespace;
+                let found = manifests.find_label(object, ns);
+                let in_object = field_in(message).or_else(|| {
+                    found
+                        .and_then(|f| manifests.fetch(f))
+                        .and_then(|vs| route_field(&vs, message))
+                });
+                match (found, in_object) {
+                    // A field of the VirtualService or DestinationRule.
+                    (Some(found), Some(field)) => {
+                        let (file, line) = manifests.position(found);
+                        problem.file = file.to_string();
+                        problem.line = Some(line);
+                        problem.object = Some(object.clone());
+                        problem.field = Some(field);
+                        problem.message = format!("{message} ({during})");
+                    }
+                    // What the configuration asks of the object.
+                    _ => {
+                        let routes =
+                            message.contains("Route '") || message.contains("routes found");
+                        problem.field = Some(if routes {
+                            format!("{plugin_field}.{}", routes_field(&scenario))
+                        } else {
+                            plugin_field.clone()
+                        });
+                        problem.message = format!("{object}: {message} ({during})");
+                    }
                 }
-                problem.field = Some(field_in(message).unwrap_or_else(|| plugin_field.clone()));
-                problem.message = format!("{message} ({during})");
             }
             other => {
                 problem.field = Some(plugin_field);
@@ -927,6 +955,92 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
         problems,
         scenario: Some(scenario),
     }
+}
+
+/// `spec.http[2]` for a message about `HTTP route 'name'` (or TLS, TCP).
+fn route_field(vs: &Value, message: &str) -> Option<String> {
+    for (word, field) in [("HTTP", "http"), ("TLS", "tls"), ("TCP", "tcp")] {
+        let marker = format!("{word} route '");
+        let Some(at) = message.find(&marker) else {
+            continue;
+        };
+        let rest = &message[at + marker.len()..];
+        let name = &rest[..rest.find('\'')?];
+        let index = vs
+            .pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)?
+            .iter()
+            .position(|r| str_at(r, "/name") == name)?;
+        return Some(format!("spec.{field}[{index}]"));
+    }
+    None
+}
+
+/// Where the configuration names routes: `virtualService.routes` or
+/// `virtualServices[].routes`.
+fn routes_field(scenario: &Scenario) -> &'static str {
+    let many = scenario
+        .rollout
+        .traffic_routing()
+        .and_then(|r| r.plugins.get(&scenario.plugin_name))
+        .is_some_and(|c| c.get("virtualServices").is_some());
+    if many {
+        "virtualServices[].routes"
+    } else {
+        "virtualService.routes"
+    }
+}
+
+/// Plays the scenario's calls, collecting every failure. The controller
+/// never sends a step it refuses, so those steps are played as steps that
+/// change no traffic (their refusal is reported already). A call stops at
+/// the first VirtualService it cannot edit, so with several configured,
+/// each is also played on its own: every VirtualService's problems show.
+async fn play_each(scenario: &Scenario, options: &Options) -> Vec<simulate::Failure> {
+    let mut scenario = scenario.clone();
+    let refused: Vec<String> = controller::refusals(&scenario.rollout, options.controller)
+        .into_iter()
+        .map(|r| r.field)
+        .collect();
+    if let Some(canary) = scenario.rollout.spec.strategy.canary.as_mut() {
+        for (index, step) in canary.steps.iter_mut().enumerate() {
+            let at = format!("spec.strategy.steps[{index}]");
+            if refused
+                .iter()
+                .any(|f| f == &at || f.starts_with(&format!("{at}.")))
+            {
+                *step = Default::default();
+            }
+        }
+    }
+    let mut failures = simulate::play(&scenario, true, false).await.failures;
+    let listed = scenario
+        .rollout
+        .traffic_routing()
+        .and_then(|r| r.plugins.get(&scenario.plugin_name))
+        .and_then(|c| c.get("virtualServices"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if failures.is_empty() || listed.len() < 2 {
+        return failures;
+    }
+    for reference in listed {
+        let mut one = scenario.clone();
+        let plugins = one
+            .rollout
+            .spec
+            .strategy
+            .canary
+            .as_mut()
+            .and_then(|c| c.traffic_routing.as_mut())
+            .map(|r| &mut r.plugins);
+        if let Some(config) = plugins.and_then(|p| p.get_mut(&scenario.plugin_name)) {
+            config["virtualServices"] = Value::Array(vec![reference]);
+        }
+        failures.extend(simulate::play(&one, true, false).await.failures);
+    }
+    failures
 }
 
 /// The first `spec.…` path in a core message, the field it is about.

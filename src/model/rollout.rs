@@ -109,14 +109,6 @@ pub struct CanaryStep {
     pub set_canary_scale: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause: Option<Value>,
-    /// Steps the plugin plays no part in, kept so the controller's
-    /// one-action-per-step rule can be checked (`validate`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub experiment: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
