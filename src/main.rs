@@ -94,8 +94,9 @@ enum Command {
         /// DestinationRules). Default: an embedded host-split example.
         #[arg(long)]
         rollout: Option<PathBuf>,
-        /// More manifests to load into the in-memory cluster.
-        #[arg(long)]
+        /// More manifests to load into the in-memory cluster: files,
+        /// directories or `-`. Only the objects the Rollout names are kept.
+        #[arg(long, num_args = 1..)]
         objects: Vec<PathBuf>,
         /// The key under trafficRouting.plugins holding this plugin's
         /// configuration. Default: the only key there, else argoproj-labs/istio.
