@@ -75,9 +75,45 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The step actions the plugin's model of a Rollout leaves out (the
+/// controller plays them without any router), read from the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OtherActions {
+    pub experiment: bool,
+    pub analysis: bool,
+    pub plugin: bool,
+}
+
+impl OtherActions {
+    /// Per step of `spec.strategy.canary.steps` in the Rollout's JSON.
+    pub fn of_manifest(rollout: &serde_json::Value) -> Vec<OtherActions> {
+        rollout
+            .pointer("/spec/strategy/canary/steps")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|step| {
+                let set = |key| step.get(key).is_some_and(|v| !v.is_null());
+                OtherActions {
+                    experiment: set("experiment"),
+                    analysis: set("analysis"),
+                    plugin: set("plugin"),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Everything `version` of the controller refuses in `rollout` when its
 /// traffic is routed by plugins only.
 pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
+    refusals_with(rollout, &[], version)
+}
+
+/// [`refusals`], knowing the steps' actions the model leaves out
+/// ([`OtherActions::of_manifest`]); without them, a step holding only an
+/// experiment is not called empty.
+pub fn refusals_with(rollout: &Rollout, other: &[OtherActions], version: Version) -> Vec<Refusal> {
     let mut found = Vec::new();
     let Some(canary) = &rollout.spec.strategy.canary else {
         return found;
@@ -107,6 +143,44 @@ pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
     }
     for (index, step) in canary.steps.iter().enumerate() {
         let at = format!("spec.strategy.steps[{index}]");
+        // The controller's one-of rule covers these four only: a setWeight
+        // step may also carry setHeaderRoute, setMirrorRoute or
+        // setCanaryScale, and the controller plays both.
+        let other_actions = other.get(index).copied();
+        let others = other_actions.unwrap_or_default();
+        let one_of = [
+            step.set_weight.is_some(),
+            step.pause.is_some(),
+            others.experiment,
+            others.analysis,
+        ];
+        let any_action = one_of.iter().any(|set| *set)
+            || step.set_canary_scale.is_some()
+            || step.set_header_route.is_some()
+            || step.set_mirror_route.is_some()
+            || others.plugin;
+        // An empty step is known only when the manifest was read.
+        let empty = !any_action && other_actions.is_some();
+        if one_of.iter().filter(|set| **set).count() > 1 || empty {
+            found.push(Refusal {
+                field: at.clone(),
+                message: format!(
+                    "Invalid value: {}: {STEP_ONE_OF}",
+                    step_actions(step, others)
+                ),
+                accepted_from: None,
+            });
+        }
+        if let Some(pause) = &step.pause
+            && let Some(duration) = pause.get("duration")
+            && pause_seconds(duration).is_none_or(|seconds| seconds < 0)
+        {
+            found.push(Refusal {
+                field: format!("{at}.pause.duration"),
+                message: format!("Invalid value: {duration}: Duration needs to be greater than 0"),
+                accepted_from: None,
+            });
+        }
         if let Some(weight) = step.set_weight
             && !(0..=max_weight).contains(&weight)
         {
@@ -142,6 +216,95 @@ pub fn refusals(rollout: &Rollout, version: Version) -> Vec<Refusal> {
         }
     }
     found
+}
+
+/// The controller's message for a step with no action or with two of
+/// setWeight, pause, experiment and analysis.
+const STEP_ONE_OF: &str = "Step must have one of the following set: experiment, setWeight, setCanaryScale, plugin or pause";
+
+/// The actions a step sets, `setWeight+pause`, for a refusal's value.
+fn step_actions(step: &crate::model::CanaryStep, others: OtherActions) -> String {
+    let names: Vec<&str> = [
+        ("setWeight", step.set_weight.is_some()),
+        ("pause", step.pause.is_some()),
+        ("experiment", others.experiment),
+        ("analysis", others.analysis),
+        ("setCanaryScale", step.set_canary_scale.is_some()),
+        ("setHeaderRoute", step.set_header_route.is_some()),
+        ("setMirrorRoute", step.set_mirror_route.is_some()),
+        ("plugin", others.plugin),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if names.is_empty() {
+        "(no action)".into()
+    } else {
+        names.join("+")
+    }
+}
+
+/// A pause's `duration` in seconds as the controller reads it (an integer,
+/// or a string holding an integer or a Go duration such as `1h30m`); `None`
+/// when it cannot be read, which the controller treats as negative.
+pub fn pause_seconds(duration: &serde_json::Value) -> Option<i64> {
+    match duration {
+        serde_json::Value::Number(n) => n.as_i64().filter(|s| i32::try_from(*s).is_ok()),
+        serde_json::Value::String(text) => match text.parse::<i32>() {
+            Ok(seconds) => Some(i64::from(seconds)),
+            Err(_) => go_duration_seconds(text),
+        },
+        serde_json::Value::Null => Some(0),
+        _ => None,
+    }
+}
+
+/// Go's `time.ParseDuration`, truncated to whole seconds: an optional sign,
+/// then numbers (with an optional fraction) each followed by one of
+/// ns, us, µs, ms, s, m, h; `0` alone is allowed.
+fn go_duration_seconds(text: &str) -> Option<i64> {
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..number_end];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        nanos += value * scale;
+    }
+    // Go refuses durations past about 292 years.
+    if nanos > i64::MAX as f64 {
+        return None;
+    }
+    let seconds = (nanos / 1e9).trunc() as i64;
+    Some(if negative { -seconds } else { seconds })
 }
 
 fn not_managed(found: &mut Vec<Refusal>, at: &str, step: &str, name: &str, managed: &[&str]) {
@@ -202,6 +365,64 @@ mod tests {
                 "spec.strategy.steps[1].setHeaderRoute"
             ]
         );
+    }
+
+    #[test]
+    fn steps_with_two_actions_and_unreadable_pauses_are_refused() {
+        let canary = json!({
+            "trafficRouting": {"plugins": {"a/b": {}}},
+            "steps": [
+                {"setWeight": 10, "pause": {}},
+                {"pause": {"duration": "ten minutes"}},
+                {"pause": {"duration": "1h30m"}},
+                {"pause": {"duration": -5}},
+                {},
+                {"setWeight": 20, "setCanaryScale": {"weight": 20}},
+                {"pause": {}},
+                {"experiment": {"templates": []}},
+                {"analysis": {"templates": []}, "setWeight": 30}
+            ]
+        });
+        let r = rollout(canary.clone());
+        let manifest = json!({"spec": {"strategy": {"canary": canary}}});
+        let other = OtherActions::of_manifest(&manifest);
+        let found: Vec<String> = refusals_with(&r, &other, LATEST_CHECKED)
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            found,
+            [
+                format!("spec.strategy.steps[0]: Invalid value: setWeight+pause: {STEP_ONE_OF}"),
+                "spec.strategy.steps[1].pause.duration: Invalid value: \"ten minutes\": Duration needs to be greater than 0".into(),
+                "spec.strategy.steps[3].pause.duration: Invalid value: -5: Duration needs to be greater than 0".into(),
+                format!("spec.strategy.steps[4]: Invalid value: (no action): {STEP_ONE_OF}"),
+                format!("spec.strategy.steps[8]: Invalid value: setWeight+analysis: {STEP_ONE_OF}"),
+            ]
+        );
+        // Without the manifest, an experiment step is not taken for empty.
+        assert_eq!(refusals(&r, LATEST_CHECKED).len(), 3);
+    }
+
+    #[test]
+    fn pause_durations_read_like_go() {
+        for (text, seconds) in [
+            ("10", Some(10)),
+            ("10s", Some(10)),
+            ("1h30m", Some(5400)),
+            ("1.5h", Some(5400)),
+            ("500ms", Some(0)),
+            ("0", Some(0)),
+            ("-1m", Some(-60)),
+            ("10x", None),
+            ("", None),
+            ("m", None),
+            ("1..5s", None),
+        ] {
+            assert_eq!(pause_seconds(&json!(text)), seconds, "{text:?}");
+        }
+        assert_eq!(pause_seconds(&json!(30)), Some(30));
+        assert_eq!(pause_seconds(&json!(1.5)), None);
     }
 
     #[test]

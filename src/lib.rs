@@ -17,4 +17,5 @@ pub mod process;
 pub mod router;
 pub mod simulate;
 pub mod transport;
+pub mod validate;
 pub mod yaml;

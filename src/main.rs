@@ -10,7 +10,7 @@ use istio_router::cluster::{KubeCluster, KubeClusterOptions};
 use istio_router::istio::{self, DEFAULT_PLUGIN_NAME, IstioRouter};
 use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
-use istio_router::{controller, logging, process};
+use istio_router::{controller, logging, process, validate};
 
 /// `--version`: the crate version and the commit it was built from (build.rs).
 const VERSION: &str = concat!(
@@ -112,8 +112,9 @@ enum Command {
         /// DestinationRules). Default: an embedded host-split example.
         #[arg(long)]
         rollout: Option<PathBuf>,
-        /// More manifests to load into the in-memory cluster.
-        #[arg(long)]
+        /// More manifests to load into the in-memory cluster: files,
+        /// directories or `-`. Only the objects the Rollout names are kept.
+        #[arg(long, num_args = 1..)]
         objects: Vec<PathBuf>,
         /// The key under trafficRouting.plugins holding this plugin's
         /// configuration. Default: the only key there, else argoproj-labs/istio.
@@ -127,12 +128,45 @@ enum Command {
         #[arg(long, default_value_t = controller::LATEST_CHECKED)]
         argo_rollouts_version: controller::Version,
     },
+    /// Check Rollouts with their VirtualServices and DestinationRules before
+    /// they are deployed, offline; print every problem (file, object,
+    /// field). Exit 0 when clean, 1 on errors (or on warnings with --strict).
+    Validate {
+        /// Manifests holding the Rollouts to check (and maybe their
+        /// objects): files, directories or `-` for standard input.
+        #[arg(long, required = true, num_args = 1..)]
+        rollout: Vec<PathBuf>,
+        /// More manifests (VirtualServices, DestinationRules, ReplicaSets):
+        /// files, directories or `-`.
+        #[arg(long, num_args = 1..)]
+        objects: Vec<PathBuf>,
+        /// The key under trafficRouting.plugins holding this plugin's
+        /// configuration. Default: the only key there, else argoproj-labs/istio.
+        #[arg(long)]
+        plugin_name: Option<String>,
+        /// The Argo Rollouts release whose validation the Rollout must pass.
+        #[arg(long, default_value_t = controller::LATEST_CHECKED)]
+        argo_rollouts_version: controller::Version,
+        /// Warnings fail too (exit 1).
+        #[arg(long)]
+        strict: bool,
+        /// `text` (one line per problem) or `json`.
+        #[arg(short = 'o', long, value_enum, default_value_t = ReportFormat::Text)]
+        output: ReportFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputArg {
     Steps,
     Yaml,
+}
+
+/// `validate -o`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +204,40 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Validate {
+            rollout,
+            objects,
+            plugin_name,
+            argo_rollouts_version,
+            strict,
+            output,
+        }) => {
+            let options = validate::Options {
+                plugin_name,
+                controller: argo_rollouts_version,
+            };
+            match run_validate(&rollout, &objects, &options) {
+                Ok(problems) => {
+                    print!(
+                        "{}",
+                        match output {
+                            ReportFormat::Text => validate::render_text(&problems),
+                            ReportFormat::Json => validate::render_json(&problems),
+                        }
+                    );
+                    let (errors, warnings) = validate::counts(&problems);
+                    if errors > 0 || (strict && warnings > 0) {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         None if process::launched_by_host() => match serve(cli.serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -197,6 +265,22 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_validate(
+    rollouts: &[PathBuf],
+    objects: &[PathBuf],
+    options: &validate::Options,
+) -> Result<Vec<validate::Problem>> {
+    let (inputs, mut problems) = validate::read_inputs(rollouts, objects);
+    let manifests = validate::Manifests::index(inputs);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    problems.extend(runtime.block_on(validate::check(&manifests, options)));
+    Ok(problems)
+}
+
+/// Runs `validate`'s checks first: errors refuse the simulation (all of
+/// them listed), warnings are shown on stderr and the simulation goes on.
 fn run_simulate(
     rollout: Option<PathBuf>,
     objects: &[PathBuf],
@@ -204,19 +288,69 @@ fn run_simulate(
     output: OutputArg,
     controller: controller::Version,
 ) -> Result<String> {
-    let mut scenario = match rollout {
-        Some(path) => Scenario::load(&path, objects, plugin_name)?,
-        None => Scenario::embedded(plugin_name)?,
+    let (inputs, problems) = match &rollout {
+        Some(path) => validate::read_inputs(std::slice::from_ref(path), objects),
+        None => {
+            let (file, text) = simulate::EMBEDDED_EXAMPLE;
+            let input = validate::Input {
+                name: file.to_string(),
+                text: text.to_string(),
+                holds_rollouts: true,
+            };
+            (vec![input], Vec::new())
+        }
     };
-    scenario.controller = controller;
-    let output = match output {
-        OutputArg::Steps => Output::Steps,
-        OutputArg::Yaml => Output::Yaml,
-    };
+    refuse_on_errors(&problems)?;
+    let manifests = validate::Manifests::index(inputs);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let options = validate::Options {
+        plugin_name: plugin_name.map(str::to_string),
+        controller,
+    };
+    let mut problems = manifests.problems().to_vec();
+    let rollouts = manifests.rollouts();
+    let mut scenario = None;
+    if let [rollout] = rollouts[..] {
+        let checked = runtime.block_on(validate::check_rollout(&manifests, rollout, &options));
+        problems.extend(checked.problems);
+        scenario = checked.scenario;
+    }
+    refuse_on_errors(&problems)?;
+    let scenario = match scenario {
+        Some(scenario) => scenario,
+        // No Rollout, or several: say so as `simulate` always has.
+        None => Scenario::from_manifests(&manifests, plugin_name)?,
+    };
+    for warning in &problems {
+        eprintln!("{warning}");
+    }
+    let output = match output {
+        OutputArg::Steps => Output::Steps,
+        OutputArg::Yaml => {
+            eprintln!("{} (final objects on stdout)", simulate::banner(&scenario));
+            Output::Yaml
+        }
+    };
     Ok(runtime.block_on(simulate::run(&scenario, output))?)
+}
+
+/// One error: that line; several: a count, then one line each.
+fn refuse_on_errors(problems: &[validate::Problem]) -> Result<()> {
+    let errors: Vec<String> = problems
+        .iter()
+        .filter(|p| p.severity == validate::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    match errors.len() {
+        0 => Ok(()),
+        1 => anyhow::bail!("{}", errors[0]),
+        n => anyhow::bail!(
+            "{n} errors, nothing simulated (`validate` lists them too):\n  {}",
+            errors.join("\n  ")
+        ),
+    }
 }
 
 /// Serves the controller until it quits or goes away, then removes the socket.

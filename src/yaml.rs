@@ -4,10 +4,115 @@
 
 use serde_json::Value;
 
-/// Why a YAML text cannot be used.
+/// Why a YAML text cannot be used: the message, and the line (1-based)
+/// where the parser found the problem when it knows it.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct YamlError(String);
+pub struct YamlError {
+    message: String,
+    line: Option<usize>,
+}
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl YamlError {
+    fn new(message: impl Into<String>) -> Self {
+        YamlError {
+            message: message.into(),
+            line: None,
+        }
+    }
+
+    /// The line (1-based) the problem is on, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The problem without its line.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// In words a YAML author knows (no Rust option names), with the line
+    /// counted from `first_line` of the whole file.
+    fn from_parser(error: &serde_saphyr::Error, first_line: usize) -> Self {
+        let line = error
+            .location()
+            .map(|l| l.line())
+            .filter(|l| *l > 0)
+            .and_then(|l| usize::try_from(l).ok())
+            .map(|l| l + first_line - 1);
+        let message = match error {
+            serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+                format!("duplicate key {key:?}: a key is given twice in one mapping")
+            }
+            serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+                "duplicate key: a key is given twice in one mapping".to_string()
+            }
+            other => strip_location(&other.to_string()),
+        };
+        YamlError {
+            message: yaml_words(&message),
+            line,
+        }
+    }
+}
+
+/// The parser's message without its trailing ` at line L column C`, which
+/// [`YamlError`] reports itself (counted from the start of the file).
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].trim_end_matches(',').to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// A deserialiser's message in YAML's words: `expected an integer` rather
+/// than `expected i32`, `a mapping` rather than `a map` or `struct X`.
+pub fn yaml_words(message: &str) -> String {
+    let mut out = message.to_string();
+    for (rust, yaml) in [
+        ("expected i8", "expected an integer"),
+        ("expected i16", "expected an integer"),
+        ("expected i32", "expected an integer"),
+        ("expected i64", "expected an integer"),
+        ("expected u8", "expected a non-negative integer"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list"),
+        ("invalid type: sequence", "invalid type: a list"),
+        ("expected a map", "expected a mapping"),
+        ("invalid type: map", "invalid type: a mapping"),
+        ("expected a borrowed string", "expected a string"),
+        ("invalid type: floating point", "invalid type: the number"),
+        ("invalid type: integer", "invalid type: the integer"),
+        ("invalid type: string", "invalid type: the string"),
+        ("invalid type: boolean", "invalid type: the boolean"),
+        ("invalid type: null", "invalid type: null (an empty value)"),
+    ] {
+        out = out.replace(rust, yaml);
+    }
+    // `expected struct SetHeaderRoute` / `expected struct X with N elements`
+    while let Some(at) = out.find("expected struct ") {
+        let rest = &out[at + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        out = format!("{}expected a mapping{}", &out[..at], &rest[end..]);
+    }
+    out
+}
 
 /// Limits for user input: manifests and cases are shallow, and a hostile
 /// file must not exhaust the stack. Duplicate keys are an error (the
@@ -26,15 +131,101 @@ fn options() -> serde_saphyr::Options {
 /// Every document of `text` as JSON, empty documents left out.
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
     if text.len() > MAX_INPUT_BYTES {
-        return Err(YamlError(format!(
+        return Err(YamlError::new(format!(
             "YAML input of {} bytes exceeds the limit of {MAX_INPUT_BYTES} bytes",
             text.len()
         )));
     }
-    prescan_depth(text)?;
+    prescan_depth(text, 1)?;
     let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options())
-        .map_err(|e| YamlError(e.to_string()))?;
+        .map_err(|e| YamlError::from_parser(&e, 1))?;
     Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// One document of a multi-document file, as [`split_documents`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentSpan {
+    /// Byte range of the document in the file (its `---` line included).
+    pub range: std::ops::Range<usize>,
+    /// The line (1-based) the range starts on.
+    pub first_line: usize,
+    /// The line (1-based) of its first content (not blank, not a comment,
+    /// not `---`): where the object starts.
+    pub content_line: usize,
+}
+
+/// The documents of a multi-document YAML file, found by their `---` lines
+/// without parsing, so that each can be parsed (and dropped) on its own:
+/// reading a large file costs one document's memory at a time. Documents
+/// holding only comments or blank lines are left out.
+pub fn split_documents(text: &str) -> Vec<DocumentSpan> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut content_line = None;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let body = line.trim_end_matches(['\n', '\r']);
+        let marker = body == "---" || body.starts_with("--- ") || body.starts_with("---\t");
+        if marker && offset > start {
+            if let Some(content_line) = content_line {
+                spans.push(DocumentSpan {
+                    range: start..offset,
+                    first_line,
+                    content_line,
+                });
+            }
+            start = offset;
+            first_line = number;
+            content_line = None;
+        }
+        let rest = if marker {
+            body[3..].trim()
+        } else {
+            body.trim()
+        };
+        if content_line.is_none() && !rest.is_empty() && !rest.starts_with('#') {
+            content_line = Some(number);
+        }
+        offset += line.len();
+    }
+    if let Some(content_line) = content_line {
+        spans.push(DocumentSpan {
+            range: start..text.len(),
+            first_line,
+            content_line,
+        });
+    }
+    spans
+}
+
+/// The document in `span` of `text` (`None` when it is empty), with the
+/// same limits as [`documents`]; an error's line counts from the start of
+/// `text`.
+pub fn document_in(text: &str, span: &DocumentSpan) -> Result<Option<Value>, YamlError> {
+    let part = &text[span.range.clone()];
+    if part.len() > MAX_INPUT_BYTES {
+        return Err(YamlError {
+            message: format!(
+                "a YAML document of {} bytes exceeds the limit of {MAX_INPUT_BYTES} bytes",
+                part.len()
+            ),
+            line: Some(span.content_line),
+        });
+    }
+    prescan_depth(part, span.first_line)?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(part, options())
+        .map_err(|e| YamlError::from_parser(&e, span.first_line))?;
+    let mut documents = documents.into_iter().filter(|d| !d.is_null());
+    let first = documents.next();
+    if documents.next().is_some() {
+        return Err(YamlError {
+            message: "more than one document where one was expected".into(),
+            line: Some(span.content_line),
+        });
+    }
+    Ok(first)
 }
 
 /// Deepest nesting read. A Rollout or VirtualService is about a dozen
@@ -52,7 +243,7 @@ const PRESCAN_DEPTH: usize = MAX_DEPTH;
 /// as an indentation stack plus the `- ` / `? ` indicators opening a line,
 /// flow levels as unclosed `[` / `{` outside quotes. It over-estimates
 /// rather than under-estimates; a real manifest is a dozen levels deep.
-fn prescan_depth(text: &str) -> Result<(), YamlError> {
+fn prescan_depth(text: &str, first_line: usize) -> Result<(), YamlError> {
     let mut indents: Vec<usize> = Vec::new();
     let mut flow = 0usize;
     for (number, line) in text.lines().enumerate() {
@@ -93,10 +284,10 @@ fn prescan_depth(text: &str) -> Result<(), YamlError> {
             }
         }
         if indents.len() + inline + deepest > PRESCAN_DEPTH {
-            return Err(YamlError(format!(
-                "line {}: nesting deeper than {PRESCAN_DEPTH} levels",
-                number + 1
-            )));
+            return Err(YamlError {
+                message: format!("nesting deeper than {PRESCAN_DEPTH} levels"),
+                line: Some(number + first_line),
+            });
         }
     }
     Ok(())
@@ -111,12 +302,14 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
     let mut all = documents(text)?;
     match all.len() {
         1 => Ok(all.remove(0)),
-        n => Err(YamlError(format!("expected one YAML document, found {n}"))),
+        n => Err(YamlError::new(format!(
+            "expected one YAML document, found {n}"
+        ))),
     }
 }
 /// `value` as a YAML document.
 pub fn to_string(value: &Value) -> Result<String, YamlError> {
-    serde_saphyr::to_string(value).map_err(|e| YamlError(e.to_string()))
+    serde_saphyr::to_string(value).map_err(|e| YamlError::new(e.to_string()))
 }
 
 #[cfg(test)]
@@ -127,6 +320,49 @@ mod tests {
     fn a_key_given_twice_is_an_error() {
         let error = documents("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert!(error.to_string().contains("uplicate"), "{error}");
+    }
+
+    #[test]
+    fn a_duplicate_key_names_its_line_in_the_whole_file() {
+        let text = "a: 1\n---\n# comment\nkind: X\nspec:\n  b: 1\n  b: 2\n";
+        let spans = split_documents(text);
+        assert_eq!(spans.len(), 2);
+        assert_eq!((spans[1].first_line, spans[1].content_line), (2, 4));
+        let error = document_in(text, &spans[1]).unwrap_err();
+        assert_eq!(error.line(), Some(7), "{error}");
+        assert!(
+            error.to_string().starts_with("line 7: duplicate key \"b\""),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("DuplicateKeyPolicy"), "{error}");
+        assert_eq!(
+            document_in(text, &spans[0]).unwrap(),
+            Some(serde_json::json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn documents_split_on_marker_lines_only() {
+        let text = "---\n---\n# only a comment\n---\nkey: |\n  --- not a marker\n--- {a: 1}\n";
+        let spans = split_documents(text);
+        let lines: Vec<usize> = spans.iter().map(|s| s.content_line).collect();
+        assert_eq!(lines, [5, 7]);
+        assert_eq!(
+            document_in(text, &spans[1]).unwrap(),
+            Some(serde_json::json!({"a": 1}))
+        );
+    }
+
+    #[test]
+    fn type_errors_speak_yaml() {
+        assert_eq!(
+            yaml_words("invalid type: string \"x\", expected i32"),
+            "invalid type: the string \"x\", expected an integer"
+        );
+        assert_eq!(
+            yaml_words("invalid type: sequence, expected struct SetHeaderRoute"),
+            "invalid type: a list, expected a mapping"
+        );
     }
 
     #[test]

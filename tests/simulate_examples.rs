@@ -153,8 +153,151 @@ fn header_example_adds_then_removes_the_header_route() {
         stdout.contains("SetHeaderRoute(canary-testers)"),
         "{stdout}"
     );
-    assert!(stdout.contains("+  - name: canary-testers"), "{stdout}");
-    assert!(stdout.contains("-  - name: canary-testers"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "     added http route canary-testers (spec.http[0]):\n       + name: canary-testers\n"
+        ),
+        "{stdout}"
+    );
+    // The step that removes the route says so, in its title and its call.
+    assert!(
+        stdout.contains("== step 5/6: setHeaderRoute canary-testers: remove the route (1 write)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SetHeaderRoute(canary-testers, no match: removes the route)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("     removed http route canary-testers (was spec.http[0]):\n       - name: canary-testers\n"),
+        "{stdout}"
+    );
+}
+
+/// A weight change shows the whole route: both destinations with their
+/// hosts, only the weight lines marked, so it cannot read as a host
+/// rename.
+#[test]
+fn a_changed_route_is_shown_whole_with_only_its_weights_marked() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/header-route.yaml");
+    let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let want = "   VirtualService shop/checkout:
+     http route primary (spec.http[0]):
+         name: primary
+         route:
+         - destination:
+             host: checkout-stable
+             port:
+               number: 8080
+       -   weight: 100
+       +   weight: 95
+         - destination:
+             host: checkout-canary
+             port:
+               number: 8080
+       -   weight: 0
+       +   weight: 5
+";
+    assert!(stdout.contains(want), "{stdout}");
+    // In a weight step, only weight lines are marked.
+    let step = stdout
+        .split("== step 1/6")
+        .nth(1)
+        .and_then(|rest| rest.split("== step 2/6").next())
+        .expect("step 1");
+    let marked: Vec<&str> = step
+        .lines()
+        .filter(|l| l.starts_with("       -") || l.starts_with("       +"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "-   weight: 100",
+            "+   weight: 95",
+            "-   weight: 0",
+            "+   weight: 5"
+        ]
+    );
+}
+
+#[test]
+fn pauses_are_shown_with_their_kind() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/header-route.yaml");
+    let out = simulate(&["--rollout", example.to_str().expect("utf-8 path")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("== step 3/6: pause (until promoted) ("),
+        "{stdout}"
+    );
+    assert!(stdout.contains("== step 6/6: pause 15m ("), "{stdout}");
+}
+
+/// `--output yaml` writes only YAML documents on stdout (what a pipe into
+/// kubectl wants) and says what it played on stderr.
+#[test]
+fn yaml_output_is_pipeable() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/header-route.yaml");
+    let out = simulate(&[
+        "--rollout",
+        example.to_str().expect("utf-8 path"),
+        "--output",
+        "yaml",
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(stdout.starts_with("---\n"), "{stdout}");
+    let documents = istio_router::yaml::documents(&stdout).expect("only YAML on stdout");
+    assert_eq!(
+        documents.len(),
+        1,
+        "only the VirtualService the Rollout names"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("Simulating rollout shop/checkout"),
+        "{stderr}"
+    );
+}
+
+/// Objects the Rollout does not name are indexed and dropped: they are
+/// neither played nor printed.
+#[test]
+fn objects_the_rollout_does_not_name_are_left_out() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/host-split.yaml"),
+    )
+    .expect("example");
+    let mut text = base.clone();
+    for i in 0..50 {
+        text.push_str(&format!(
+            "---\napiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata:\n  name: other-{i}\nspec:\n  hosts: [other-{i}]\n  http:\n    - route:\n        - destination: {{host: other-{i}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\ndata: {{a: b}}\n"
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!("simulate-unnamed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("many.yaml");
+    std::fs::write(&path, text).expect("write");
+    let out = simulate(&[
+        "--rollout",
+        path.to_str().expect("utf-8"),
+        "--output",
+        "yaml",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let documents =
+        istio_router::yaml::documents(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    let names: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["rollouts-demo-vsvc"]);
 }
 
 #[test]

@@ -37,7 +37,8 @@ pub fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, Mo
             } else {
                 path
             },
-            message: e.into_inner().to_string(),
+            // In the YAML author's words: `expected an integer`, not `i32`.
+            message: crate::yaml::yaml_words(&e.into_inner().to_string()),
         }
     })
 }
