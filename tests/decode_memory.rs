@@ -344,3 +344,56 @@ fn many_tiny_elements_in_decoded_fields() {
         check(label, &measure_stream(&bytes));
     }
 }
+
+/// A gob unsigned integer.
+fn gob_uint(u: u64) -> Vec<u8> {
+    if u < 0x80 {
+        return vec![u as u8];
+    }
+    let bytes: Vec<u8> = u
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|&b| b == 0)
+        .collect();
+    let mut out = vec![(bytes.len() as u8).wrapping_neg()];
+    out.extend(bytes);
+    out
+}
+
+/// Type definitions are kept for the stream's life: the most fields a
+/// stream can define, each as small as a real one can be, stay within the
+/// ceiling of the bytes that defined them.
+#[test]
+fn type_definitions_of_many_tiny_fields() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    // 1024 fields {Name: "A", Id: int} per struct, 170 structs (about 1 MB).
+    let mut messages = Vec::new();
+    for k in 0..170u64 {
+        let id = 65 + k;
+        let mut m = gob_uint(((id - 1) << 1) | 1);
+        m.extend_from_slice(&[0x03, 0x01, 0x01, 0x01, b'T', 0x00, 0x01]);
+        m.extend(gob_uint(1024));
+        for _ in 0..1024 {
+            m.extend_from_slice(&[0x01, 0x01, b'A', 0x01, 0x04, 0x00]);
+        }
+        m.extend_from_slice(&[0x00, 0x00]);
+        messages.push(m);
+    }
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let mut stream = RequestStream::new();
+    for m in &messages {
+        assert!(stream.push(m).expect("a definition").is_none());
+    }
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    check(
+        "type definitions",
+        &[Measured {
+            bytes,
+            peak,
+            outcome: Ok("defined".into()),
+        }],
+    );
+    drop(stream);
+}

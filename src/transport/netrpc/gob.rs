@@ -276,6 +276,11 @@ fn read_wire_type(r: &mut Reader<'_>) -> Result<WireType> {
                 (4, 2) => key = r.int()?,
                 (3, 2) => {
                     let n = r.count()?;
+                    if n > MAX_FIELDS {
+                        return Err(GobError::Corrupt(format!(
+                            "struct of {n} fields, more than {MAX_FIELDS}"
+                        )));
+                    }
                     for _ in 0..n {
                         let (mut fname, mut fid) = (String::new(), 0);
                         read_fields(r, |j, r| {
@@ -286,6 +291,12 @@ fn read_wire_type(r: &mut Reader<'_>) -> Result<WireType> {
                             }
                             Ok(())
                         })?;
+                        // Go sends exported fields only, each with its
+                        // type: an empty one is refused rather than kept
+                        // (one byte on the wire, 32 in the table).
+                        if fname.is_empty() || fid == 0 {
+                            return Err(GobError::Corrupt("bad fieldType".into()));
+                        }
                         fields.push((fname, fid));
                     }
                 }
@@ -1369,6 +1380,10 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(usize, usize)>> {
 /// The largest message accepted; a whole Rollout is tens of KB.
 pub const MAX_MESSAGE: usize = crate::transport::MAX_REQUEST_BYTES;
 
+/// The most fields one struct type may have; Kubernetes' largest have a
+/// few dozen.
+const MAX_FIELDS: usize = 1024;
+
 /// The most type definitions one stream may make; the controller's Rollout
 /// needs about 60, and each definition is kept for the stream's life.
 const MAX_TYPES: usize = 4096;
@@ -1477,6 +1492,42 @@ mod tests {
         assert!(
             error.to_string().contains("out of range") || error.to_string().contains("overflow"),
             "{error}"
+        );
+    }
+
+    /// A struct definition `-65` named "T" with the given fieldTypes
+    /// (each already encoded).
+    fn struct_definition(count: usize, field: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0xFF, 0x81, 0x03, 0x01, 0x01, 0x01, b'T', 0x00, 0x01];
+        assert!(count < 0x80);
+        bytes.push(count as u8);
+        for _ in 0..count {
+            bytes.extend_from_slice(field);
+        }
+        bytes.extend_from_slice(&[0x00, 0x00]);
+        bytes
+    }
+
+    #[test]
+    fn struct_definitions_with_empty_or_too_many_fields_are_refused() {
+        // {Name: "A", Id: 2 (int)} is a field; {} and {Name: "A"} are not.
+        let good = [0x01, 0x01, b'A', 0x01, 0x04, 0x00];
+        let mut stream = RequestStream::new();
+        assert!(stream.push(&struct_definition(3, &good)).unwrap().is_none());
+        for bad in [&[0x00][..], &[0x01, 0x01, b'A', 0x00], &[0x02, 0x04, 0x00]] {
+            let error = RequestStream::new()
+                .push(&struct_definition(3, bad))
+                .unwrap_err();
+            assert_eq!(error.to_string(), "gob: bad fieldType");
+        }
+        // A count past the limit is refused before any field is read.
+        let mut bytes = vec![0xFF, 0x81, 0x03, 0x01, 0x01, 0x01, b'T', 0x00, 0x01];
+        bytes.extend_from_slice(&[0xFE, 0x04, 0x01]); // 1025
+        bytes.extend(std::iter::repeat_n(0u8, 1100));
+        let error = RequestStream::new().push(&bytes).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("gob: struct of 1025 fields, more than {MAX_FIELDS}")
         );
     }
 
