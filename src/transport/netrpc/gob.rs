@@ -5,8 +5,10 @@
 //! decoded against a static [`Schema`] (the fields the model has); the field
 //! mapping from a remote struct id onto a schema is compiled once per stream
 //! and cached, and every field the schema lacks is skipped as it is read.
-//! Each message is looked at once, so a request split over hundreds of
-//! messages decodes in linear time.
+//! A value is read twice, both times in linear time: [`ValueDecoder::check`]
+//! finds every gob error and bounds the memory of its model without
+//! allocating, then [`ValueDecoder::deserializer`] builds the model straight
+//! from the bytes (serde), with no tree in between.
 
 use std::collections::HashMap;
 use std::sync::Arc;
