@@ -533,3 +533,34 @@ async fn a_hung_call_does_not_hold_shutdown_open() {
         .expect("serve task panicked")
         .expect("serve returns cleanly");
 }
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_refused_with_a_clear_error() {
+    let plugin = Plugin::start().await;
+    let mut client = plugin.client();
+    // A valid Rollout padded past the limit with an annotation.
+    let mut big = rollout_with_config(json!({
+        "virtualService": {"name": "rollout-vsvc", "routes": ["primary"]}
+    }));
+    big["metadata"]["annotations"] = json!({"pad": "x".repeat(grpc::MAX_MESSAGE_SIZE)});
+    let status = client
+        .set_weight(set_weight(serde_json::to_vec(&big).expect("serialise"), 30))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("the limit is: {} bytes", grpc::MAX_MESSAGE_SIZE)),
+        "{}",
+        status.message()
+    );
+    assert_eq!(plugin.cluster().writes(), 0);
+    // The connection still serves calls within the limit.
+    let reply = client
+        .set_weight(set_weight(rollout(), 30))
+        .await
+        .expect("SetWeight")
+        .into_inner();
+    assert_eq!(reply.error_string, "");
+}

@@ -28,7 +28,17 @@ pub struct ModelError {
 
 /// Deserialises `value` as `T`, naming the failing field path on error.
 pub fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ModelError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    from_deserializer(value, what)
+}
+
+/// Deserialises a `T` from any deserializer (the gob decoder builds the
+/// model straight from the wire), naming the failing field path on error.
+pub fn from_deserializer<'de, D, T>(deserializer: D, what: &str) -> Result<T, ModelError>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         ModelError {
             what: what.to_string(),

@@ -61,8 +61,25 @@ fn with_rollout(json: &[u8], call: impl FnOnce(Rollout) -> Call) -> Result<Call,
     if json.is_empty() {
         return Err(RequestError::EmptyRollout);
     }
-    let value = serde_json::from_slice(json).map_err(RequestError::RolloutJson)?;
-    Ok(call(Rollout::from_json(value)?))
+    // Syntax first (nothing kept), then the model straight from the text:
+    // no JSON tree of the whole Rollout, whose pod template is skipped.
+    serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(RequestError::RolloutJson)?;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let rollout = model::from_deserializer(&mut de, "Rollout").map_err(without_position)?;
+    Ok(call(rollout))
+}
+
+/// A model error as the JSON tree reported it: the field path names the
+/// place, not a line and column of the one-line text.
+fn without_position(mut error: ModelError) -> ModelError {
+    if let Some(at) = error.message.rfind(" at line ")
+        && error.message[at + " at line ".len()..]
+            .split(" column ")
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        error.message.truncate(at);
+    }
+    error
 }
 
 fn destinations(additional: Vec<pb::WeightDestination>) -> Vec<model::WeightDestination> {

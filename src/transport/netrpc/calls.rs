@@ -2,10 +2,11 @@
 //! them (`rollout/trafficrouting/plugin/rpc/rpc.go`), decoded from gob into
 //! the model.
 
-use serde_json::Value;
-
-use super::gob::{Body, Field, GobError, Reader, Schema, ValueDecoder};
-use crate::model::{Rollout, WeightDestination};
+use super::gob::{Body, DeError, Field, GobDeserializer, GobError, Reader, Schema, ValueDecoder};
+use crate::model::{
+    CanaryStep, HeaderRoutingMatch, ManagedRoute, ModelError, Rollout, RouteMatch, SetHeaderRoute,
+    SetMirrorRoute, StringMatch, WeightDestination, from_deserializer,
+};
 use crate::router::Call;
 
 /// Why a request's arguments cannot be used; its text is the net/rpc error.
@@ -89,17 +90,15 @@ fn argument_of(method: &str) -> Option<Argument> {
             },
         ),
         "SetHeaderRoute" => value("SetHeaderArgs", &SET_HEADER_ARGS, |a| {
-            let route = object_or_empty(a.take("SetHeaderRoute"));
             Ok(Call::SetHeaderRoute {
                 rollout: a.rollout()?,
-                route: a.model(route, "SetHeaderRoute")?,
+                route: a.header_route()?,
             })
         }),
         "SetMirrorRoute" => value("SetMirrorArgs", &SET_MIRROR_ARGS, |a| {
-            let route = object_or_empty(a.take("SetMirrorRoute"));
             Ok(Call::SetMirrorRoute {
                 rollout: a.rollout()?,
-                route: a.model(route, "SetMirrorRoute")?,
+                route: a.mirror_route()?,
             })
         }),
         "RemoveManagedRoutes" => value("RemoveManagedRoutesArgs", &ROLLOUT_ONLY_ARGS, |a| {
@@ -125,54 +124,87 @@ fn argument_of(method: &str) -> Option<Argument> {
     })
 }
 
-/// A decoded argument struct (Go field names as keys) of one request. Each
-/// field is taken out once, so nothing (the Rollout least) is copied.
+/// The fields of one request's argument struct, each decoded straight into
+/// the model as it is read; what a field's model rejects is kept and
+/// reported when the call asks for the field, in the call's order.
 struct Args<'a> {
     method: &'a str,
     want: &'static str,
-    fields: Value,
+    rollout: Option<Result<Rollout, ModelError>>,
+    canary_hash: String,
+    stable_hash: String,
+    desired_weight: i64,
+    additional: Option<Result<Vec<WeightDestination>, ModelError>>,
+    header_route: Option<Result<SetHeaderRoute, ModelError>>,
+    mirror_route: Option<Result<SetMirrorRoute, ModelError>>,
 }
 
-impl Args<'_> {
-    fn take(&mut self, key: &str) -> Value {
-        self.fields
-            .get_mut(key)
-            .map(Value::take)
-            .unwrap_or(Value::Null)
+impl<'a> Args<'a> {
+    fn new(method: &'a str, want: &'static str) -> Self {
+        Args {
+            method,
+            want,
+            rollout: None,
+            canary_hash: String::new(),
+            stable_hash: String::new(),
+            desired_weight: 0,
+            additional: None,
+            header_route: None,
+            mirror_route: None,
+        }
     }
 
-    fn string(&self, key: &str) -> String {
-        self.fields
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+    /// Decodes one field of the argument struct.
+    fn read(&mut self, field: &'static Field, de: GobDeserializer<'_, '_>) -> Result<(), DeError> {
+        use serde::Deserialize;
+        match field.go {
+            "Rollout" => self.rollout = Some(from_deserializer(de, "Rollout")),
+            "CanaryHash" => self.canary_hash = String::deserialize(de)?,
+            "StableHash" => self.stable_hash = String::deserialize(de)?,
+            "DesiredWeight" => self.desired_weight = i64::deserialize(de)?,
+            "AdditionalDestinations" => {
+                self.additional = Some(from_deserializer(de, "AdditionalDestinations"))
+            }
+            "SetHeaderRoute" => self.header_route = Some(from_deserializer(de, "SetHeaderRoute")),
+            "SetMirrorRoute" => self.mirror_route = Some(from_deserializer(de, "SetMirrorRoute")),
+            other => return Err(DeError::Model(format!("unexpected argument field {other}"))),
+        }
+        Ok(())
     }
 
-    fn model<T: serde::de::DeserializeOwned>(
-        &self,
-        value: Value,
-        what: &str,
-    ) -> Result<T, CallError> {
-        crate::model::from_value(value, what).map_err(|error| CallError::Model {
-            method: self.method.to_string(),
-            error,
-        })
+    fn model<T: Default>(&self, value: Option<Result<T, ModelError>>) -> Result<T, CallError> {
+        value
+            .unwrap_or_else(|| Ok(T::default()))
+            .map_err(|error| CallError::Model {
+                method: self.method.to_string(),
+                error,
+            })
     }
 
     fn rollout(&mut self) -> Result<Rollout, CallError> {
-        let rollout = match self.take("Rollout") {
-            Value::Null => None,
-            v => Some(v),
-        };
-        Rollout::from_json(flatten_rollout(rollout)).map_err(|error| CallError::Model {
-            method: self.method.to_string(),
-            error,
+        let rollout = self.rollout.take();
+        self.model(rollout)
+    }
+
+    fn header_route(&mut self) -> Result<SetHeaderRoute, CallError> {
+        let route = self.header_route.take();
+        self.model(route)
+    }
+
+    fn mirror_route(&mut self) -> Result<SetMirrorRoute, CallError> {
+        let route = self.mirror_route.take();
+        self.model(route)
+    }
+
+    fn string(&mut self, key: &str) -> String {
+        std::mem::take(match key {
+            "CanaryHash" => &mut self.canary_hash,
+            _ => &mut self.stable_hash,
         })
     }
 
     fn weight(&mut self) -> Result<i32, CallError> {
-        let w = self.take("DesiredWeight").as_i64().unwrap_or(0);
+        let w = self.desired_weight;
         i32::try_from(w).map_err(|_| CallError::Decode {
             method: self.method.to_string(),
             want: self.want,
@@ -181,16 +213,15 @@ impl Args<'_> {
     }
 
     fn additional(&mut self) -> Result<Vec<WeightDestination>, CallError> {
-        let value = match self.take("AdditionalDestinations") {
-            Value::Null => Value::Array(Vec::new()),
-            v => v,
-        };
-        self.model(value, "AdditionalDestinations")
+        let additional = self.additional.take();
+        self.model(additional)
     }
 }
 
 /// Decodes the body of a `Plugin.*` request into a [`Call`], checking the
-/// registered name against the method.
+/// registered name against the method. The value is checked first (every
+/// gob error, and the memory its model may take: see
+/// [`super::gob::MODEL_PER_BYTE`]), then decoded into the model in one pass.
 pub fn decode_call(
     values: &mut ValueDecoder,
     service_method: &str,
@@ -251,43 +282,24 @@ pub fn decode_call(
             ));
         }
     };
-    let mut r = Reader::new(bytes);
-    values.begin_request();
-    let fields = values
-        .decode(schema, type_id, &mut r, 0)
-        .map_err(|error| CallError::Decode {
-            method: service_method.to_string(),
-            want,
-            error,
-        })?;
-    build(&mut Args {
-        method: service_method,
+    let decode_error = |error| CallError::Decode {
+        method: service_method.to_string(),
         want,
-        fields,
-    })
-}
-
-/// Moves the embedded TypeMeta's fields (decoded under `""`) to the top, as
-/// Kubernetes JSON has them.
-fn flatten_rollout(rollout: Option<Value>) -> Value {
-    match rollout {
-        Some(Value::Object(mut m)) => {
-            if let Some(Value::Object(type_meta)) = m.remove("") {
-                m.extend(type_meta);
-            }
-            Value::Object(m)
-        }
-        Some(v) => v,
-        None => Value::Object(Default::default()),
-    }
-}
-
-/// Gob omits a zero struct field; the model wants an object.
-fn object_or_empty(v: Value) -> Value {
-    match v {
-        Value::Null => Value::Object(Default::default()),
-        v => v,
-    }
+        error,
+    };
+    values
+        .check(schema, type_id, &mut Reader::new(bytes), bytes.len())
+        .map_err(decode_error)?;
+    let mut args = Args::new(service_method, want);
+    values
+        .each_field(schema, type_id, &mut Reader::new(bytes), |field, de| {
+            args.read(field, de)
+        })
+        .map_err(|e| match e {
+            DeError::Gob(error) => decode_error(error),
+            DeError::Model(m) => decode_error(GobError::Mismatch(m)),
+        })?;
+    build(&mut args)
 }
 
 macro_rules! fields {
@@ -299,14 +311,27 @@ macro_rules! fields {
 // The Go side of `crate::model`: Go field names on the wire, Kubernetes JSON
 // names out. Pointers are flattened by gob, so `*int32` is an int.
 
-static STRING_MAP: Schema = Schema::Map(&Schema::Str);
+// What one element or entry of each list and map takes in the model.
+const STRING_ENTRY: usize = 2 * size_of::<String>();
+const JSON_ENTRY: usize = size_of::<String>() + size_of::<serde_json::Value>();
+const MATCH_ENTRY: usize = size_of::<String>() + size_of::<StringMatch>();
+const WEIGHT_DESTINATION_SIZE: usize = size_of::<WeightDestination>();
+const HEADER_MATCH_SIZE: usize = size_of::<HeaderRoutingMatch>();
+const ROUTE_MATCH_SIZE: usize = size_of::<RouteMatch>();
+const MANAGED_ROUTE_SIZE: usize = size_of::<ManagedRoute>();
+const STEP_SIZE: usize = size_of::<CanaryStep>();
+/// A small Go struct the model keeps as a JSON object (`pause`,
+/// `setCanaryScale`): its map of at most three entries and their keys.
+const SMALL_OBJECT: usize = 1024;
+
+static STRING_MAP: Schema = Schema::Map(&Schema::Str, STRING_ENTRY);
 
 static WEIGHT_DESTINATION: Schema = fields! {
     "Weight" => "weight": &Schema::Int,
     "ServiceName" => "serviceName": &Schema::Str,
     "PodTemplateHash" => "podTemplateHash": &Schema::Str,
 };
-static WEIGHT_DESTINATIONS: Schema = Schema::Slice(&WEIGHT_DESTINATION);
+static WEIGHT_DESTINATIONS: Schema = Schema::Slice(&WEIGHT_DESTINATION, WEIGHT_DESTINATION_SIZE);
 
 static STRING_MATCH: Schema = fields! {
     "Exact" => "exact": &Schema::Str,
@@ -321,18 +346,18 @@ static HEADER_ROUTING_MATCH: Schema = fields! {
 
 static SET_HEADER_ROUTE: Schema = fields! {
     "Name" => "name": &Schema::Str,
-    "Match" => "match": &Schema::Slice(&HEADER_ROUTING_MATCH),
+    "Match" => "match": &Schema::Slice(&HEADER_ROUTING_MATCH, HEADER_MATCH_SIZE),
 };
 
 static ROUTE_MATCH: Schema = fields! {
     "Method" => "method": &STRING_MATCH,
     "Path" => "path": &STRING_MATCH,
-    "Headers" => "headers": &Schema::Map(&STRING_MATCH),
+    "Headers" => "headers": &Schema::Map(&STRING_MATCH, MATCH_ENTRY),
 };
 
 static SET_MIRROR_ROUTE: Schema = fields! {
     "Name" => "name": &Schema::Str,
-    "Match" => "match": &Schema::Slice(&ROUTE_MATCH),
+    "Match" => "match": &Schema::Slice(&ROUTE_MATCH, ROUTE_MATCH_SIZE),
     "Percentage" => "percentage": &Schema::Int,
 };
 
@@ -351,19 +376,19 @@ static OBJECT_META: Schema = fields! {
 
 static CANARY_STEP: Schema = fields! {
     "SetWeight" => "setWeight": &Schema::Int,
-    "Pause" => "pause": &fields! { "Duration" => "duration": &Schema::IntOrString },
-    "SetCanaryScale" => "setCanaryScale": &fields! {
+    "Pause" => "pause": &Schema::Charged(SMALL_OBJECT, &fields! { "Duration" => "duration": &Schema::IntOrString }),
+    "SetCanaryScale" => "setCanaryScale": &Schema::Charged(SMALL_OBJECT, &fields! {
         "Weight" => "weight": &Schema::Int,
         "Replicas" => "replicas": &Schema::Int,
         "MatchTrafficWeight" => "matchTrafficWeight": &Schema::Bool,
-    },
+    }),
     "SetHeaderRoute" => "setHeaderRoute": &SET_HEADER_ROUTE,
     "SetMirrorRoute" => "setMirrorRoute": &SET_MIRROR_ROUTE,
 };
 
 static TRAFFIC_ROUTING: Schema = fields! {
-    "Plugins" => "plugins": &Schema::Map(&Schema::RawJson),
-    "ManagedRoutes" => "managedRoutes": &Schema::Slice(&fields! { "Name" => "name": &Schema::Str }),
+    "Plugins" => "plugins": &Schema::Map(&Schema::RawJson, JSON_ENTRY),
+    "ManagedRoutes" => "managedRoutes": &Schema::Slice(&fields! { "Name" => "name": &Schema::Str }, MANAGED_ROUTE_SIZE),
     "MaxTrafficWeight" => "maxTrafficWeight": &Schema::Int,
 };
 
@@ -376,7 +401,7 @@ static CANARY_STRATEGY: Schema = fields! {
     },
     "DynamicStableScale" => "dynamicStableScale": &Schema::Bool,
     "TrafficRouting" => "trafficRouting": &TRAFFIC_ROUTING,
-    "Steps" => "steps": &Schema::Slice(&CANARY_STEP),
+    "Steps" => "steps": &Schema::Slice(&CANARY_STEP, STEP_SIZE),
 };
 
 static ROLLOUT_SPEC: Schema = fields! {
@@ -402,8 +427,8 @@ static ROLLOUT_STATUS: Schema = fields! {
 };
 
 /// `TypeMeta` and `ObjectMeta` are embedded in Go; gob sends them as fields
-/// of those names. The JSON flattens TypeMeta, which [`flatten_rollout`]
-/// cannot do in a static table, so its fields land under their own key.
+/// of those names. The JSON flattens TypeMeta: its empty JSON name makes
+/// its fields the Rollout's own.
 static ROLLOUT: Schema = fields! {
     "TypeMeta" => "": &TYPE_META,
     "ObjectMeta" => "metadata": &OBJECT_META,

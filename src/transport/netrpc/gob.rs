@@ -5,13 +5,15 @@
 //! decoded against a static [`Schema`] (the fields the model has); the field
 //! mapping from a remote struct id onto a schema is compiled once per stream
 //! and cached, and every field the schema lacks is skipped as it is read.
-//! Each message is looked at once, so a request split over hundreds of
-//! messages decodes in linear time.
+//! A value is read twice, both times in linear time: [`ValueDecoder::check`]
+//! finds every gob error and bounds the memory of its model without
+//! allocating, then [`ValueDecoder::deserializer`] builds the model straight
+//! from the bytes (serde), with no tree in between. Each message is looked
+//! at once, so a request split over hundreds of messages decodes in linear
+//! time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use serde_json::{Map, Value};
 
 /// Built-in gob type ids (encoding/gob type.go).
 pub mod ids {
@@ -178,7 +180,12 @@ impl<'a> Reader<'a> {
     }
 
     pub fn string(&mut self) -> Result<String> {
-        String::from_utf8(self.bytes()?.to_vec())
+        self.str().map(str::to_string)
+    }
+
+    /// A string, borrowed from the bytes.
+    pub fn str(&mut self) -> Result<&'a str> {
+        std::str::from_utf8(self.bytes()?)
             .map_err(|_| GobError::Corrupt("string is not UTF-8".into()))
     }
 
@@ -273,6 +280,11 @@ fn read_wire_type(r: &mut Reader<'_>) -> Result<WireType> {
                 (4, 2) => key = r.int()?,
                 (3, 2) => {
                     let n = r.count()?;
+                    if n > MAX_FIELDS {
+                        return Err(GobError::Corrupt(format!(
+                            "struct of {n} fields, more than {MAX_FIELDS}"
+                        )));
+                    }
                     for _ in 0..n {
                         let (mut fname, mut fid) = (String::new(), 0);
                         read_fields(r, |j, r| {
@@ -283,6 +295,12 @@ fn read_wire_type(r: &mut Reader<'_>) -> Result<WireType> {
                             }
                             Ok(())
                         })?;
+                        // Go sends exported fields only, each with its
+                        // type: an empty one is refused rather than kept
+                        // (one byte on the wire, 32 in the table).
+                        if fname.is_empty() || fid == 0 {
+                            return Err(GobError::Corrupt("bad fieldType".into()));
+                        }
                         fields.push((fname, fid));
                     }
                 }
@@ -304,7 +322,8 @@ fn read_wire_type(r: &mut Reader<'_>) -> Result<WireType> {
 }
 
 /// What a local value expects on the wire; enough of Kubernetes' and Argo's
-/// types to fill the model (`crate::model`). The output is the model's JSON.
+/// types to fill the model (`crate::model`), which is deserialised straight
+/// from the gob bytes ([`ValueDecoder::deserializer`]) under the JSON names.
 #[derive(Debug)]
 pub enum Schema {
     Str,
@@ -316,9 +335,13 @@ pub enum Schema {
     /// `intstr.IntOrString{Type, IntVal, StrVal}` → a JSON number or string.
     IntOrString,
     Struct(&'static [Field]),
-    Slice(&'static Schema),
-    /// `map[string]T`.
-    Map(&'static Schema),
+    /// A slice, and the bytes one element takes in the model.
+    Slice(&'static Schema, usize),
+    /// `map[string]T`, and the bytes one entry takes in the model.
+    Map(&'static Schema, usize),
+    /// A value that costs the model this many bytes beyond its parent's
+    /// size when present (a struct decoded into a JSON object).
+    Charged(usize, &'static Schema),
 }
 
 impl Schema {
@@ -330,14 +353,16 @@ impl Schema {
             Schema::Bool => "bool",
             Schema::RawJson => "bytes (JSON)",
             Schema::IntOrString | Schema::Struct(_) => "struct",
-            Schema::Slice(_) => "slice",
-            Schema::Map(_) => "map[string]",
+            Schema::Slice(..) => "slice",
+            Schema::Map(..) => "map[string]",
+            Schema::Charged(_, inner) => inner.kind(),
         }
     }
 }
 
 /// One field of a [`Schema::Struct`]: the Go name on the wire and the JSON
-/// name in the output.
+/// name in the output. An empty JSON name embeds the field's struct: its
+/// fields appear as the parent's (Go's embedded `TypeMeta`).
 #[derive(Debug)]
 pub struct Field {
     pub go: &'static str,
@@ -353,37 +378,70 @@ struct Plan {
 
 /// Remote type table plus compiled plans: everything one direction of a
 /// stream needs to decode values.
+#[derive(Default)]
 pub struct ValueDecoder {
     pub types: TypeTable,
     plans: HashMap<(usize, i64), Arc<Plan>>,
-    /// Values the current request may still produce (see [`MAX_VALUES`]).
-    values_left: usize,
 }
 
-impl Default for ValueDecoder {
-    fn default() -> Self {
-        ValueDecoder {
-            types: TypeTable::default(),
-            plans: HashMap::new(),
-            values_left: MAX_VALUES,
+/// The memory a request's decoded values may take: [`MODEL_PER_BYTE`]
+/// bytes per byte of the value on the wire plus [`MODEL_BASE`]. A value is
+/// checked and its model's size counted (an upper bound: element sizes,
+/// vector growth, map nodes, parsed JSON) before anything is allocated for
+/// it, so a request that declares (or really holds) a great many tiny
+/// elements is refused instead of costing hundreds of bytes per byte. Real
+/// requests need a fraction of it: a Rollout is mostly pod template, which
+/// is skipped, and the base covers a few hundred steps of any Rollout.
+pub const MODEL_PER_BYTE: usize = 4;
+pub const MODEL_BASE: usize = 1 << 20;
+
+/// Bytes of model a decode may still allocate.
+struct Budget {
+    left: usize,
+    limit: usize,
+    size: usize,
+}
+
+impl Budget {
+    fn for_bytes(size: usize) -> Self {
+        let limit = size
+            .saturating_mul(MODEL_PER_BYTE)
+            .saturating_add(MODEL_BASE);
+        Budget {
+            left: limit,
+            limit,
+            size,
         }
     }
+
+    fn charge(&mut self, bytes: usize) -> Result<()> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            GobError::Corrupt(format!(
+                "a value of {} bytes decodes to more than {} bytes ({MODEL_PER_BYTE} per byte + {MODEL_BASE})",
+                self.size, self.limit
+            ))
+        })?;
+        Ok(())
+    }
 }
 
-/// The most values (structs, list elements, map entries, scalars) one
-/// request may decode into. Each costs about a hundred bytes of model
-/// however few bytes it took on the wire (an empty step is one byte), so
-/// this, not the request's size, bounds that overhead (about 60 MB at most,
-/// measured in tests/hostile_input.rs). The
-/// controller's real requests hold a few hundred.
-pub const MAX_VALUES: usize = 100_000;
+/// What a `Vec` of elements of `size` bytes grown by doubling costs: its
+/// first block, then per element its share of the final block and of the
+/// one it was copied from. Charged as elements arrive, so a corrupt element
+/// is reported as such whatever count came before it.
+fn vec_cost(size: usize) -> (usize, usize) {
+    (4 * size, 3 * size)
+}
+
+/// What a `BTreeMap` of entries of `size` bytes costs: two nodes, then per
+/// entry its share of a leaf of 11 entries at least 5 used, plus the
+/// internal nodes above the leaves.
+fn btree_cost(size: usize) -> (usize, usize) {
+    let node = 11 * size + 16;
+    (2 * (node + node / 4), (node + node / 4) / 5 + 1)
+}
 
 impl ValueDecoder {
-    /// Starts a new request's value budget.
-    pub fn begin_request(&mut self) {
-        self.values_left = MAX_VALUES;
-    }
-
     /// Handles a message that starts with a negative id: a type definition.
     fn define(&mut self, id: i64, r: &mut Reader<'_>) -> Result<()> {
         let wt = read_wire_type(r)?;
@@ -423,6 +481,14 @@ impl ValueDecoder {
         Ok(plan)
     }
 
+    /// A plan [`Self::check`] compiled.
+    fn compiled(&self, fields: &'static [Field], wire: i64) -> Result<Arc<Plan>> {
+        self.plans
+            .get(&(fields.as_ptr() as usize, wire))
+            .cloned()
+            .ok_or_else(|| GobError::Mismatch(format!("no plan for type {wire}")))
+    }
+
     fn compatible(&self, schema: &Schema, wire: i64) -> bool {
         match schema {
             Schema::Str => wire == ids::STRING,
@@ -431,34 +497,45 @@ impl ValueDecoder {
             Schema::Bool => wire == ids::BOOL,
             Schema::RawJson => wire == ids::BYTES,
             Schema::IntOrString | Schema::Struct(_) => self.types.is_struct(wire),
-            Schema::Slice(_) => matches!(
+            Schema::Slice(..) => matches!(
                 self.types.get(wire),
                 Some(WireType::Slice { .. } | WireType::Array { .. })
             ),
-            Schema::Map(_) => matches!(
+            Schema::Map(..) => matches!(
                 self.types.get(wire),
                 Some(WireType::Map {
                     key: ids::STRING,
                     ..
                 })
             ),
+            Schema::Charged(_, inner) => self.compatible(inner, wire),
         }
     }
 
-    /// Decodes a value of remote type `wire` as `schema`.
-    pub fn decode(
+    /// Checks that the value of remote type `wire` at `r` decodes as
+    /// `schema` and that its model fits the budget for `size` bytes,
+    /// without allocating anything for it. Leaves `r` after the value.
+    pub fn check(
+        &mut self,
+        schema: &'static Schema,
+        wire: i64,
+        r: &mut Reader<'_>,
+        size: usize,
+    ) -> Result<()> {
+        self.check_value(schema, wire, r, 0, &mut Budget::for_bytes(size))
+    }
+
+    fn check_value(
         &mut self,
         schema: &'static Schema,
         wire: i64,
         r: &mut Reader<'_>,
         depth: usize,
-    ) -> Result<Value> {
+        budget: &mut Budget,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(GobError::Corrupt("value nested too deeply".into()));
         }
-        self.values_left = self.values_left.checked_sub(1).ok_or_else(|| {
-            GobError::Corrupt(format!("request holds more than {MAX_VALUES} values"))
-        })?;
         if !self.compatible(schema, wire) {
             return Err(GobError::Mismatch(format!(
                 "wrong type: got {}, want {}",
@@ -466,29 +543,26 @@ impl ValueDecoder {
                 schema.kind()
             )));
         }
-        Ok(match schema {
-            Schema::Str => Value::String(r.string()?),
-            Schema::Int => Value::from(r.int()?),
-            Schema::Uint => Value::from(r.uint()?),
-            Schema::Bool => Value::Bool(r.uint()? != 0),
+        match schema {
+            Schema::Str => budget.charge(r.str()?.len())?,
+            Schema::Int => {
+                r.int()?;
+            }
+            Schema::Uint | Schema::Bool => {
+                r.uint()?;
+            }
             Schema::RawJson => {
                 let bytes = r.bytes()?;
-                serde_json::from_slice(bytes).map_err(|e| {
+                let cost = json_cost(bytes).map_err(|e| {
                     GobError::Mismatch(format!("json.RawMessage is not valid JSON: {e}"))
-                })?
+                })?;
+                budget.charge(cost)?;
             }
             Schema::IntOrString => {
-                let object = self.decode(&INT_OR_STRING_FIELDS, wire, r, depth + 1)?;
-                let is_string = object.get("type").and_then(Value::as_i64) == Some(1);
-                if is_string {
-                    object.get("strVal").cloned().unwrap_or_else(|| "".into())
-                } else {
-                    object.get("intVal").cloned().unwrap_or_else(|| 0.into())
-                }
+                self.check_value(&INT_OR_STRING_FIELDS, wire, r, depth + 1, budget)?
             }
             Schema::Struct(fields) => {
                 let plan = self.plan(fields, wire)?;
-                let mut out = Map::new();
                 let mut index: Option<usize> = None;
                 loop {
                     let delta = r.uint()?;
@@ -501,44 +575,91 @@ impl ValueDecoder {
                         return Err(GobError::Corrupt(format!("field number {i} out of range")));
                     };
                     match local {
-                        Some(f) => {
-                            let v = self.decode(f.schema, fid, r, depth + 1)?;
-                            out.insert(f.json.to_string(), v);
-                        }
+                        Some(f) => self.check_value(f.schema, fid, r, depth + 1, budget)?,
                         None => self.skip(fid, r, depth + 1)?,
                     }
                 }
-                Value::Object(out)
             }
-            Schema::Slice(elem_schema) => {
+            Schema::Slice(elem_schema, size) => {
                 let elem = match self.types.get(wire) {
                     Some(WireType::Slice { elem } | WireType::Array { elem }) => *elem,
                     _ => return Err(GobError::UndefinedType(wire)),
                 };
                 let n = r.count()?;
-                // Grown as elements arrive: a declared count costs nothing
-                // until its elements are actually there.
-                let mut out = Vec::new();
-                for _ in 0..n {
-                    out.push(self.decode(elem_schema, elem, r, depth + 1)?);
+                let (first, each) = vec_cost(*size);
+                for i in 0..n {
+                    budget.charge(if i == 0 { first + each } else { each })?;
+                    self.check_value(elem_schema, elem, r, depth + 1, budget)?;
                 }
-                Value::Array(out)
             }
-            Schema::Map(elem_schema) => {
+            Schema::Map(elem_schema, size) => {
                 let elem = match self.types.get(wire) {
                     Some(WireType::Map { elem, .. }) => *elem,
                     _ => return Err(GobError::UndefinedType(wire)),
                 };
                 let n = r.count()?;
-                let mut out = Map::new();
-                for _ in 0..n {
-                    let key = r.string()?;
-                    let v = self.decode(elem_schema, elem, r, depth + 1)?;
-                    out.insert(key, v);
+                let (first, each) = btree_cost(*size);
+                for i in 0..n {
+                    let key = r.str()?.len();
+                    budget.charge(key + if i == 0 { first + each } else { each })?;
+                    self.check_value(elem_schema, elem, r, depth + 1, budget)?;
                 }
-                Value::Object(out)
             }
-        })
+            Schema::Charged(cost, inner) => {
+                budget.charge(*cost)?;
+                self.check_value(inner, wire, r, depth, budget)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with each field of the struct value of remote type `wire`
+    /// at `r` that `schema` has, and a deserializer of its value; a value
+    /// [`Self::check`] accepted.
+    pub fn each_field<'a, E: From<GobError>>(
+        &self,
+        schema: &'static Schema,
+        wire: i64,
+        r: &mut Reader<'a>,
+        mut f: impl FnMut(&'static Field, GobDeserializer<'_, 'a>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let Schema::Struct(fields) = schema else {
+            return Err(GobError::Mismatch(format!("want a struct, got {}", schema.kind())).into());
+        };
+        let plan = self.compiled(fields, wire)?;
+        let mut index: Option<usize> = None;
+        loop {
+            let delta = r.uint()?;
+            if delta == 0 {
+                return Ok(());
+            }
+            let i = next_field(index, delta)?;
+            index = Some(i);
+            let Some(&(fid, local)) = plan.fields.get(i) else {
+                return Err(GobError::Corrupt(format!("field number {i} out of range")).into());
+            };
+            match local {
+                Some(field) => f(field, self.deserializer(field.schema, fid, r))?,
+                None => self.skip(fid, r, 1)?,
+            }
+        }
+    }
+
+    /// A deserializer of the value of remote type `wire` at `r` as
+    /// `schema`, for a value [`Self::check`] accepted: the model is built
+    /// straight from the bytes, with no tree in between.
+    pub fn deserializer<'x, 'a>(
+        &'x self,
+        schema: &'static Schema,
+        wire: i64,
+        r: &'x mut Reader<'a>,
+    ) -> GobDeserializer<'x, 'a> {
+        GobDeserializer {
+            dec: self,
+            schema,
+            wire,
+            r,
+        }
     }
 
     /// Skips a value of remote type `wire` (decode.go, `decIgnoreOpFor`).
@@ -607,6 +728,378 @@ impl ValueDecoder {
             },
         }
         Ok(())
+    }
+}
+
+/// An upper bound of the heap a JSON text takes as a `serde_json::Value`
+/// (what the model keeps of a `json.RawMessage`), found without building it.
+fn json_cost(bytes: &[u8]) -> std::result::Result<usize, serde_json::Error> {
+    serde_json::from_slice::<JsonCost>(bytes).map(|c| c.0)
+}
+
+struct JsonCost(usize);
+
+impl<'de> serde::Deserialize<'de> for JsonCost {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(JsonCostVisitor)
+    }
+}
+
+struct JsonCostVisitor;
+
+const JSON_VALUE: usize = std::mem::size_of::<serde_json::Value>();
+/// One object entry: the stored hash, key and value, and its index slot.
+const JSON_ENTRY: usize = 8 + std::mem::size_of::<String>() + JSON_VALUE + 2 * 9;
+
+impl<'de> serde::de::Visitor<'de> for JsonCostVisitor {
+    type Value = JsonCost;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(0))
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(0))
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(0))
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(0))
+    }
+    fn visit_str<E>(self, s: &str) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(s.len()))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<JsonCost, E> {
+        Ok(JsonCost(0))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<JsonCost, A::Error> {
+        let (mut n, mut inner) = (0usize, 0usize);
+        while let Some(JsonCost(c)) = seq.next_element()? {
+            n += 1;
+            inner = inner.saturating_add(c);
+        }
+        let (first, each) = vec_cost(JSON_VALUE);
+        Ok(JsonCost(
+            inner.saturating_add(first + n.saturating_mul(each)),
+        ))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<JsonCost, A::Error> {
+        let (mut n, mut inner) = (0usize, 0usize);
+        while let Some((JsonCost(k), JsonCost(v))) = map.next_entry()? {
+            n += 1;
+            inner = inner.saturating_add(k).saturating_add(v);
+        }
+        let (first, each) = vec_cost(JSON_ENTRY);
+        Ok(JsonCost(
+            inner.saturating_add(first + n.saturating_mul(each)),
+        ))
+    }
+}
+
+/// Why a model cannot be built from a checked value: a model error (a
+/// number out of the field's range), or the gob error the check would have
+/// reported.
+#[derive(Debug)]
+pub enum DeError {
+    Gob(GobError),
+    Model(String),
+}
+
+impl std::fmt::Display for DeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeError::Gob(e) => e.fmt(f),
+            DeError::Model(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DeError {}
+
+impl serde::de::Error for DeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        DeError::Model(msg.to_string())
+    }
+}
+
+impl From<GobError> for DeError {
+    fn from(e: GobError) -> Self {
+        DeError::Gob(e)
+    }
+}
+
+/// See [`ValueDecoder::deserializer`].
+pub struct GobDeserializer<'x, 'a> {
+    dec: &'x ValueDecoder,
+    schema: &'static Schema,
+    wire: i64,
+    r: &'x mut Reader<'a>,
+}
+
+impl<'x, 'a> GobDeserializer<'x, 'a> {
+    fn elem(&mut self, schema: &'static Schema, wire: i64) -> GobDeserializer<'_, 'a> {
+        GobDeserializer {
+            dec: self.dec,
+            schema,
+            wire,
+            r: self.r,
+        }
+    }
+
+    /// `IntOrString` as its Type says: the number or the string.
+    fn int_or_string<'de, V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        let Schema::Struct(fields) = &INT_OR_STRING_FIELDS else {
+            unreachable!("IntOrString is a struct")
+        };
+        let plan = self.dec.compiled(fields, self.wire)?;
+        let (mut ty, mut int, mut text) = (0, 0, "");
+        let mut index: Option<usize> = None;
+        loop {
+            let delta = self.r.uint()?;
+            if delta == 0 {
+                break;
+            }
+            let i = next_field(index, delta)?;
+            index = Some(i);
+            let &(fid, local) = plan
+                .fields
+                .get(i)
+                .ok_or_else(|| GobError::Corrupt(format!("field number {i} out of range")))?;
+            match local.map(|f| f.go) {
+                Some("Type") => ty = self.r.int()?,
+                Some("IntVal") => int = self.r.int()?,
+                Some("StrVal") => text = self.r.str()?,
+                _ => self.dec.skip(fid, self.r, 0)?,
+            }
+        }
+        if ty == 1 {
+            visitor.visit_str(text)
+        } else {
+            visitor.visit_i64(int)
+        }
+    }
+}
+
+impl<'de, 'a: 'de> serde::Deserializer<'de> for GobDeserializer<'_, 'a> {
+    type Error = DeError;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        mut self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        match self.schema {
+            Schema::Str => visitor.visit_str(self.r.str()?),
+            Schema::Int => visitor.visit_i64(self.r.int()?),
+            Schema::Uint => visitor.visit_u64(self.r.uint()?),
+            Schema::Bool => visitor.visit_bool(self.r.uint()? != 0),
+            Schema::RawJson => {
+                let bytes = self.r.bytes()?;
+                let mut json = serde_json::Deserializer::from_slice(bytes);
+                let value = serde::Deserializer::deserialize_any(&mut json, visitor)
+                    .map_err(|e| DeError::Model(e.to_string()))?;
+                json.end().map_err(|e| DeError::Model(e.to_string()))?;
+                Ok(value)
+            }
+            Schema::IntOrString => self.int_or_string(visitor),
+            Schema::Struct(fields) => {
+                let plan = self.dec.compiled(fields, self.wire)?;
+                visitor.visit_map(StructAccess {
+                    de: self,
+                    plan,
+                    index: None,
+                    embedded: None,
+                    pending: None,
+                })
+            }
+            Schema::Slice(elem_schema, _) => {
+                let elem = match self.dec.types.get(self.wire) {
+                    Some(WireType::Slice { elem } | WireType::Array { elem }) => *elem,
+                    _ => return Err(GobError::UndefinedType(self.wire).into()),
+                };
+                let left = self.r.count()?;
+                visitor.visit_seq(SeqAccess {
+                    de: self.elem(elem_schema, elem),
+                    left,
+                })
+            }
+            Schema::Map(elem_schema, _) => {
+                let elem = match self.dec.types.get(self.wire) {
+                    Some(WireType::Map { elem, .. }) => *elem,
+                    _ => return Err(GobError::UndefinedType(self.wire).into()),
+                };
+                let left = self.r.count()?;
+                visitor.visit_map(MapAccess {
+                    de: self.elem(elem_schema, elem),
+                    left,
+                })
+            }
+            Schema::Charged(_, inner) => {
+                let wire = self.wire;
+                self.elem(inner, wire).deserialize_any(visitor)
+            }
+        }
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        // Gob sends no nil and no zero value: a present field is `Some`.
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// The fields of a struct, under their JSON names; an embedded struct's
+/// fields (an empty JSON name) appear in their parent.
+struct StructAccess<'x, 'a> {
+    de: GobDeserializer<'x, 'a>,
+    plan: Arc<Plan>,
+    index: Option<usize>,
+    /// Inside an embedded struct: its plan and field number.
+    embedded: Option<(Arc<Plan>, Option<usize>)>,
+    /// The field whose key was just given: its schema and remote type.
+    pending: Option<(&'static Schema, i64)>,
+}
+
+impl StructAccess<'_, '_> {
+    /// The next field present on the wire that the schema has.
+    fn next_field(&mut self) -> Result<Option<&'static Field>> {
+        loop {
+            let (plan, index) = match &mut self.embedded {
+                Some((plan, index)) => (plan.clone(), index),
+                None => (self.plan.clone(), &mut self.index),
+            };
+            let delta = self.de.r.uint()?;
+            if delta == 0 {
+                if self.embedded.take().is_some() {
+                    continue;
+                }
+                return Ok(None);
+            }
+            let i = next_field(*index, delta)?;
+            *index = Some(i);
+            let &(fid, local) = plan
+                .fields
+                .get(i)
+                .ok_or_else(|| GobError::Corrupt(format!("field number {i} out of range")))?;
+            match local {
+                None => self.de.dec.skip(fid, self.de.r, 0)?,
+                Some(f) => match f.schema {
+                    Schema::Struct(fields) if f.json.is_empty() && self.embedded.is_none() => {
+                        self.embedded = Some((self.de.dec.compiled(fields, fid)?, None));
+                    }
+                    schema => {
+                        self.pending = Some((schema, fid));
+                        return Ok(Some(f));
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl<'de, 'a: 'de> serde::de::MapAccess<'de> for StructAccess<'_, 'a> {
+    type Error = DeError;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> std::result::Result<Option<K::Value>, DeError> {
+        match self.next_field()? {
+            None => Ok(None),
+            Some(f) => seed
+                .deserialize(serde::de::value::StrDeserializer::<DeError>::new(f.json))
+                .map(Some),
+        }
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        let (schema, wire) = self
+            .pending
+            .take()
+            .ok_or_else(|| DeError::Model("value without a key".into()))?;
+        seed.deserialize(self.de.elem(schema, wire))
+    }
+}
+
+struct SeqAccess<'x, 'a> {
+    de: GobDeserializer<'x, 'a>,
+    left: usize,
+}
+
+impl<'de, 'a: 'de> serde::de::SeqAccess<'de> for SeqAccess<'_, 'a> {
+    type Error = DeError;
+
+    fn next_element_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> std::result::Result<Option<T::Value>, DeError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        let (schema, wire) = (self.de.schema, self.de.wire);
+        seed.deserialize(self.de.elem(schema, wire)).map(Some)
+    }
+    // No size hint: the model grows as elements arrive.
+}
+
+struct MapAccess<'x, 'a> {
+    de: GobDeserializer<'x, 'a>,
+    left: usize,
+}
+
+impl<'de, 'a: 'de> serde::de::MapAccess<'de> for MapAccess<'_, 'a> {
+    type Error = DeError;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> std::result::Result<Option<K::Value>, DeError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        let key = self.de.r.str()?;
+        seed.deserialize(serde::de::value::StrDeserializer::<DeError>::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        let (schema, wire) = (self.de.schema, self.de.wire);
+        seed.deserialize(self.de.elem(schema, wire))
     }
 }
 
@@ -761,15 +1254,29 @@ impl RequestStream {
     }
 
     fn read_header(&mut self, id: i64, r: &mut Reader<'_>) -> Result<Header> {
-        self.values.begin_request();
-        let v = self.values.decode(&REQUEST_FIELDS, id, r, 0)?;
+        let start = r.pos;
+        self.values
+            .check(&REQUEST_FIELDS, id, r, r.buf.len() - start)?;
+        let mut again = Reader::new(&r.buf[start..r.pos]);
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            #[serde(rename = "ServiceMethod", default)]
+            service_method: String,
+            #[serde(rename = "Seq", default)]
+            seq: u64,
+        }
+        let fields: Fields = serde::Deserialize::deserialize(self.values.deserializer(
+            &REQUEST_FIELDS,
+            id,
+            &mut again,
+        ))
+        .map_err(|e| match e {
+            DeError::Gob(e) => e,
+            DeError::Model(m) => GobError::Mismatch(m),
+        })?;
         Ok(Header {
-            service_method: v
-                .get("ServiceMethod")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            seq: v.get("Seq").and_then(Value::as_u64).unwrap_or_default(),
+            service_method: fields.service_method,
+            seq: fields.seq,
         })
     }
 
@@ -877,6 +1384,10 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(usize, usize)>> {
 /// The largest message accepted; a whole Rollout is tens of KB.
 pub const MAX_MESSAGE: usize = crate::transport::MAX_REQUEST_BYTES;
 
+/// The most fields one struct type may have; Kubernetes' largest have a
+/// few dozen.
+const MAX_FIELDS: usize = 1024;
+
 /// The most type definitions one stream may make; the controller's Rollout
 /// needs about 60, and each definition is kept for the stream's life.
 const MAX_TYPES: usize = 4096;
@@ -958,7 +1469,7 @@ mod tests {
         bytes.extend_from_slice(&[0x02, 0x00]);
         let mut values = two_int_struct();
         let error = values
-            .decode(&TWO_INTS, 65, &mut Reader::new(&bytes), 0)
+            .check(&TWO_INTS, 65, &mut Reader::new(&bytes), bytes.len())
             .unwrap_err();
         assert_eq!(error.to_string(), "gob: negative field delta -1");
         let error = values.skip(65, &mut Reader::new(&bytes), 0).unwrap_err();
@@ -975,7 +1486,7 @@ mod tests {
         bytes.extend_from_slice(&[0x02, 0x00]);
         let mut values = two_int_struct();
         let error = values
-            .decode(&TWO_INTS, 65, &mut Reader::new(&bytes), 0)
+            .check(&TWO_INTS, 65, &mut Reader::new(&bytes), bytes.len())
             .unwrap_err();
         assert!(
             error.to_string().contains("out of range") || error.to_string().contains("overflow"),
@@ -985,6 +1496,42 @@ mod tests {
         assert!(
             error.to_string().contains("out of range") || error.to_string().contains("overflow"),
             "{error}"
+        );
+    }
+
+    /// A struct definition `-65` named "T" with the given fieldTypes
+    /// (each already encoded).
+    fn struct_definition(count: usize, field: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0xFF, 0x81, 0x03, 0x01, 0x01, 0x01, b'T', 0x00, 0x01];
+        assert!(count < 0x80);
+        bytes.push(count as u8);
+        for _ in 0..count {
+            bytes.extend_from_slice(field);
+        }
+        bytes.extend_from_slice(&[0x00, 0x00]);
+        bytes
+    }
+
+    #[test]
+    fn struct_definitions_with_empty_or_too_many_fields_are_refused() {
+        // {Name: "A", Id: 2 (int)} is a field; {} and {Name: "A"} are not.
+        let good = [0x01, 0x01, b'A', 0x01, 0x04, 0x00];
+        let mut stream = RequestStream::new();
+        assert!(stream.push(&struct_definition(3, &good)).unwrap().is_none());
+        for bad in [&[0x00][..], &[0x01, 0x01, b'A', 0x00], &[0x02, 0x04, 0x00]] {
+            let error = RequestStream::new()
+                .push(&struct_definition(3, bad))
+                .unwrap_err();
+            assert_eq!(error.to_string(), "gob: bad fieldType");
+        }
+        // A count past the limit is refused before any field is read.
+        let mut bytes = vec![0xFF, 0x81, 0x03, 0x01, 0x01, 0x01, b'T', 0x00, 0x01];
+        bytes.extend_from_slice(&[0xFE, 0x04, 0x01]); // 1025
+        bytes.extend(std::iter::repeat_n(0u8, 1100));
+        let error = RequestStream::new().push(&bytes).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("gob: struct of 1025 fields, more than {MAX_FIELDS}")
         );
     }
 
@@ -1006,12 +1553,12 @@ mod tests {
             .types
             .define(66, WireType::Slice { elem: ids::STRING })
             .unwrap();
-        static STRINGS: Schema = Schema::Slice(&Schema::Str);
+        static STRINGS: Schema = Schema::Slice(&Schema::Str, 24);
         let mut bytes = vec![0xFC, 0x00, 0x0F, 0x42, 0x40]; // 1_000_000
         // 0xF7: a byte count of 9, more than a u64 holds.
         bytes.extend(std::iter::repeat_n(0xF7, 1_000_000));
         let error = values
-            .decode(&STRINGS, 66, &mut Reader::new(&bytes), 0)
+            .check(&STRINGS, 66, &mut Reader::new(&bytes), bytes.len())
             .unwrap_err();
         assert_eq!(error, GobError::BadUint);
     }
