@@ -8,7 +8,7 @@
 //	go-client -scenario host -plugin ./rollouts-plugin-trafficrouter-istio [-- plugin args...]
 //	go-client -serve -plugin-name conformance/istio -plugin ./bin -- --plugin-name conformance/istio
 //	go-client -bench -plugin ./bin
-//	go-client -peers -plugin ./bin [-namespace ns -rollouts n -distinct n -distinct-weight w]
+//	go-client -peers -plugin ./bin [-namespace ns -rollouts n -distinct n -distinct-namespace ns -distinct-weight w]
 //
 // -scenario drives a fixed sequence of calls and checks each answer (one
 // line per call on stdout, `ok SetWeight 20`; exit status 1 on any
@@ -54,13 +54,14 @@ func main() {
 	rollouts := flag.Int("rollouts", 16, "with -bench or -peers: how many rollouts the calls go round")
 	peers := flag.Bool("peers", false, "measure the plugin for the peers benchmark (JSON result line)")
 	namespace := flag.String("namespace", "team", "with -peers: the rollouts' namespace")
+	distinctNamespace := flag.String("distinct-namespace", "team-bulk", "with -peers: the distinct rollouts' namespace")
 	distinct := flag.Int("distinct", 0, "with -peers: also reconcile this many distinct rollouts bulk-<i> once each")
 	distinctWeight := flag.Int("distinct-weight", 30, "with -peers: the weight the distinct rollouts are set to")
 	flag.Parse()
 
 	build, ok := scenarios[*scenarioName]
 	if *pluginPath == "" || !ok || *rollouts < 1 {
-		fmt.Fprintf(os.Stderr, "usage: go-client [-serve | -bench [-rollouts n] | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
+		fmt.Fprintf(os.Stderr, "usage: go-client [-serve | -bench [-rollouts n] | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-namespace ns] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
 		os.Exit(2)
 	}
 	logs := &logWatch{}
@@ -86,7 +87,7 @@ func main() {
 	}()
 	defer removeWorkDir()
 	if *peers {
-		if failure := runPeers(c, &current, *namespace, *rollouts, *distinct, int32(*distinctWeight)); failure != "" {
+		if failure := runPeers(c, &current, *namespace, *distinctNamespace, *rollouts, *distinct, int32(*distinctWeight)); failure != "" {
 			fmt.Printf("FAIL %s\n", failure)
 			removeWorkDir()
 			os.Exit(1)

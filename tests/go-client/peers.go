@@ -17,12 +17,12 @@ package main
 // points. Between the markers every call finds its objects already in the
 // wanted state (the steady state of a paused canary).
 //
-// Rollout <prefix>-<i> (namespace from -namespace) is the host scenario's
-// Rollout renamed, split by subsets: VirtualService <name>-vsvc (HTTP route
+// Rollout <prefix>-<i> is the host scenario's Rollout renamed (Services
+// <name>-canary and <name>-stable), split by subsets: VirtualService <name>-vsvc (HTTP route
 // "primary" with destinations host <name> subsets stable and canary) and
 // DestinationRule <name>-destrule (subsets canary and stable); the cluster
-// must hold those for -rollouts rollouts "app-<i>" and -distinct rollouts
-// "bulk-<i>".
+// must hold those for -rollouts rollouts "app-<i>" in -namespace and
+// -distinct rollouts "bulk-<i>" in -distinct-namespace.
 
 import (
 	"encoding/json"
@@ -88,8 +88,8 @@ func peersRollout(base v1alpha1.Rollout, namespace, prefix string, i int) v1alph
 	ro.Labels = map[string]string{"app": name}
 
 	canary := *base.Spec.Strategy.Canary
-	canary.CanaryService = ""
-	canary.StableService = ""
+	canary.CanaryService = name + "-canary"
+	canary.StableService = name + "-stable"
 	routing := *canary.TrafficRouting
 	routing.Plugins = map[string]json.RawMessage{
 		"argoproj-labs/istio": json.RawMessage(fmt.Sprintf(
@@ -100,8 +100,8 @@ func peersRollout(base v1alpha1.Rollout, namespace, prefix string, i int) v1alph
 	ro.Spec.Strategy.Canary = &canary
 
 	weights := *base.Status.Canary.Weights
-	weights.Canary.ServiceName = ""
-	weights.Stable.ServiceName = ""
+	weights.Canary.ServiceName = canary.CanaryService
+	weights.Stable.ServiceName = canary.StableService
 	ro.Status.Canary.Weights = &weights
 	ro.Status.CurrentPodHash = peersCanaryHash
 	ro.Status.StableRS = peersStableHash
@@ -176,7 +176,7 @@ func errorOf(e interface {
 }
 
 // runPeers drives the plugin through the controller's client c.
-func runPeers(c *controller, current *atomic.Value, namespace string, rollouts, distinct int, distinctWeight int32) (failure string) {
+func runPeers(c *controller, current *atomic.Value, namespace, distinctNamespace string, rollouts, distinct int, distinctWeight int32) (failure string) {
 	defer plugin.CleanupClients()
 	defer func() {
 		if v := recover(); v != nil {
@@ -276,7 +276,7 @@ func runPeers(c *controller, current *atomic.Value, namespace string, rollouts, 
 		res.Distinct = distinct
 		bulk := make([]v1alpha1.Rollout, distinct)
 		for i := range bulk {
-			bulk[i] = peersRollout(base.rollout, namespace, "bulk", i)
+			bulk[i] = peersRollout(base.rollout, distinctNamespace, "bulk", i)
 		}
 		record := func(ro *v1alpha1.Rollout, problem string) {
 			if problem != "" {
