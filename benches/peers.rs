@@ -77,7 +77,11 @@ const ROWS: &[(&str, &str, Better)] = &[
     ),
     ("setweight_p50_us", "SetWeight p50 (µs)", Better::Lower),
     ("setweight_p99_us", "SetWeight p99 (µs)", Better::Lower),
-    ("verifyweight_p50_us", "VerifyWeight p50 (µs)", Better::Lower),
+    (
+        "verifyweight_p50_us",
+        "VerifyWeight p50 (µs)",
+        Better::Lower,
+    ),
     ("updatehash_p50_us", "UpdateHash p50 (µs)", Better::Lower),
     (
         "setheaderroute_p50_us",
@@ -187,10 +191,7 @@ async fn run(go_client: &Path, go_floor: &Path) -> anyhow::Result<()> {
     let outcome = measure(&cluster, go_client, go_floor, repeats).await;
     cluster.finish(outcome.is_ok());
     outcome?;
-    println!(
-        "peers: done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("peers: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -231,7 +232,14 @@ async fn measure(
             // A new weight each repeat: every distinct rollout changes.
             let weight = 30 + repeat;
             let result = drive(
-                go_client, peer, ours, go_floor, &kubeconfig, &audit, DISTINCT, weight,
+                go_client,
+                peer,
+                ours,
+                go_floor,
+                &kubeconfig,
+                &audit,
+                DISTINCT,
+                weight,
             )?;
             results.push((peer, result));
         }
@@ -310,8 +318,9 @@ async fn install(cluster: &Cluster, objects: &Objects) -> anyhow::Result<PathBuf
         result?;
     }
 
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-manifest.yaml"))
-        .context("reading plugin-manifest.yaml")?;
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-manifest.yaml"))
+            .context("reading plugin-manifest.yaml")?;
     for document in kube_objects::yaml_documents(&manifest)? {
         let (kind, _) = kube_objects::kind_and_name(&document)?;
         if kind != "ConfigMap" {
@@ -349,9 +358,7 @@ async fn install(cluster: &Cluster, objects: &Objects) -> anyhow::Result<PathBuf
 /// end-to-end tier's controller.rs gets one (copied: that module brings the
 /// whole controller start-up with it).
 async fn service_account_token(objects: &Objects) -> anyhow::Result<String> {
-    let api = objects
-        .api("ServiceAccount", CONTROLLER_NAMESPACE)
-        .await?;
+    let api = objects.api("ServiceAccount", CONTROLLER_NAMESPACE).await?;
     let request = json!({
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
@@ -454,7 +461,11 @@ fn drive(
         .stderr(Stdio::piped());
     if peer == Peer::Ours {
         // The arguments plugin-manifest.yaml gives it.
-        command.args(["--", "--plugin-name=argoproj-labs/istio", "--log-level=info"]);
+        command.args([
+            "--",
+            "--plugin-name=argoproj-labs/istio",
+            "--log-level=info",
+        ]);
     }
     let mut child = command.spawn().context("starting the Go client")?;
 
@@ -509,7 +520,13 @@ fn drive(
     }
     let status = child.wait().context("waiting for the Go client")?;
     let _ = stderr_reader.join();
-    let tail = Vec::from(stderr_tail.lock().unwrap_or_else(|e| e.into_inner()).clone()).join("\n");
+    let tail = Vec::from(
+        stderr_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    )
+    .join("\n");
     if !status.success() {
         bail!(
             "{}: the Go client exited with {status}:\n{}\nlast lines of its stderr:\n{tail}",
@@ -541,7 +558,11 @@ async fn check_landed(objects: &Objects, weight: usize) -> anyhow::Result<()> {
     for i in [0, DISTINCT / 2, DISTINCT - 1] {
         let name = format!("bulk-{i}-vsvc");
         let vs = objects
-            .get("VirtualService.networking.istio.io", DISTINCT_NAMESPACE, &name)
+            .get(
+                "VirtualService.networking.istio.io",
+                DISTINCT_NAMESPACE,
+                &name,
+            )
             .await?
             .with_context(|| format!("VirtualService {name} is gone"))?;
         let canary = vs["spec"]["http"][0]["route"][1]["weight"].as_u64();
@@ -600,7 +621,11 @@ fn report(results: &[(Peer, Value)], repeats: usize) -> anyhow::Result<()> {
         let (ours, ours_min, ours_max) = stats(&mut values(results, Peer::Ours, key)?);
         let (floor, floor_min, floor_max) = stats(&mut values(results, Peer::GoFloor, key)?);
         let ratio = if floor == 0.0 {
-            if ours == 0.0 { "= (both 0)".to_string() } else { "∞".to_string() }
+            if ours == 0.0 {
+                "= (both 0)".to_string()
+            } else {
+                "∞".to_string()
+            }
         } else {
             format!("{:.2}", ours / floor)
         };
@@ -611,8 +636,18 @@ fn report(results: &[(Peer, Value)], repeats: usize) -> anyhow::Result<()> {
         println!(
             "{:<58} | {:>22} | {:>22} | {:<20} | {:>14}",
             format!("{label}{note}"),
-            format!("{} [{}–{}]", fmt_num(ours), fmt_num(ours_min), fmt_num(ours_max)),
-            format!("{} [{}–{}]", fmt_num(floor), fmt_num(floor_min), fmt_num(floor_max)),
+            format!(
+                "{} [{}–{}]",
+                fmt_num(ours),
+                fmt_num(ours_min),
+                fmt_num(ours_max)
+            ),
+            format!(
+                "{} [{}–{}]",
+                fmt_num(floor),
+                fmt_num(floor_min),
+                fmt_num(floor_max)
+            ),
             "not built",
             ratio
         );

@@ -87,7 +87,9 @@ pub fn go_client() -> Result<PathBuf, Unavailable> {
 /// [`go_client`]).
 pub fn go_floor() -> Result<PathBuf, Unavailable> {
     static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
-    BUILT.get_or_init(|| build("go-floor", "./cmd/floor")).clone()
+    BUILT
+        .get_or_init(|| build("go-floor", "./cmd/floor"))
+        .clone()
 }
 
 /// Builds `package` of the module as `name` in the cache.
@@ -171,7 +173,13 @@ fn module_files(dir: &Path) -> Result<Vec<String>, String> {
             .map_err(|e| format!("reading {}: {e}", at.display()))?
             .flatten()
             .filter_map(|entry| entry.file_name().into_string().ok())
-            .map(|name| if sub.is_empty() { name } else { format!("{sub}/{name}") })
+            .map(|name| {
+                if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                }
+            })
             .collect())
     };
     let mut names: Vec<String> = listed("")?
