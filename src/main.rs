@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use istio_router::cluster::{KubeCluster, KubeClusterOptions};
 use istio_router::istio::{self, DEFAULT_PLUGIN_NAME, IstioRouter};
+use istio_router::router::TrafficRouter as _;
 use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{controller, logging, process, validate};
@@ -356,8 +357,12 @@ fn refuse_on_errors(problems: &[validate::Problem]) -> Result<()> {
 /// Serves the controller until it quits or goes away, then removes the socket.
 fn serve(args: ServeArgs) -> Result<()> {
     logging::init(&args.log_level)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: a call goes from the socket through yamux, the decoder,
+    // the router and back without waking another thread (with worker
+    // threads every call cost several futex wake-ups under concurrent
+    // callers). The controller runs on the same few cores; the plugin's
+    // work per call is small next to its share of one core.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -387,6 +392,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             IstioRouter::new(cluster, args.plugin_name)
                 .with_api_version(&args.istio_api_version)?,
         );
+        // Build the Kubernetes client now, alongside the handshake and
+        // Dispense, so InitPlugin finds it ready (or joins the build under
+        // way) instead of starting it. A failure here is not reported:
+        // InitPlugin builds again and answers with the error.
+        let warm = router.clone();
+        tokio::spawn(async move {
+            let _ = warm.init_plugin().await;
+        });
         match args.protocol {
             Protocol::Netrpc => {
                 let ended = tokio::select! {

@@ -60,7 +60,11 @@ pub async fn serve<R: TrafficRouter + 'static>(
 ) -> Result<Ended, NetRpcError> {
     let (conn, _) = listener.accept().await.map_err(NetRpcError::Accept)?;
     tracing::debug!("host connected");
-    serve_connection(conn, router).await
+    // yamux writes a frame as its 12-byte header, then its body, and
+    // flushes once its queue is empty: buffered, a reply (and whatever
+    // else was queued with it) leaves in one write(2) instead of two per
+    // frame. Reads pass straight through (yamux buffers them itself).
+    serve_connection(tokio::io::BufWriter::new(conn), router).await
 }
 
 /// rpc_server.go `ServeConn`: streams by accept order, control first.

@@ -1,6 +1,7 @@
 //! Builds `tests/go-client`, the Argo Rollouts controller's own plugin
 //! client (argo-rollouts v1.10.2, go-plugin v1.7.0, pinned in its
-//! go.mod/go.sum), once per source version: the binary is kept in the user's
+//! go.mod/go.sum), and the module's other programs (`cmd/floor`, the peers
+//! benchmark's Go floor plugin), once per source version: each binary is kept in the user's
 //! cache directory, outside the clone, under a key hashed from the module's
 //! files and the Go toolchain, so later runs (and `cargo clean`) reuse it.
 //!
@@ -78,10 +79,21 @@ fn go() -> Command {
 /// the cache directory when the sources have not changed).
 pub fn go_client() -> Result<PathBuf, Unavailable> {
     static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
-    BUILT.get_or_init(build).clone()
+    BUILT.get_or_init(|| build("go-client", ".")).clone()
 }
 
-fn build() -> Result<PathBuf, Unavailable> {
+/// `cmd/floor`: a traffic-router plugin on argo-rollouts' own `plugin/rpc`
+/// server side whose methods succeed at once (built and cached like
+/// [`go_client`]).
+pub fn go_floor() -> Result<PathBuf, Unavailable> {
+    static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("go-floor", "./cmd/floor"))
+        .clone()
+}
+
+/// Builds `package` of the module as `name` in the cache.
+fn build(name: &str, package: &str) -> Result<PathBuf, Unavailable> {
     let version = go().arg("version").output();
     let missing = match &version {
         Err(e) => Some(format!("no go command ({e})")),
@@ -105,7 +117,7 @@ fn build() -> Result<PathBuf, Unavailable> {
     let dir = cache_root()
         .map_err(Unavailable::Fail)?
         .join(format!("{key:016x}"));
-    let binary = dir.join("go-client");
+    let binary = dir.join(name);
     if binary.is_file() {
         return Ok(binary);
     }
@@ -113,25 +125,25 @@ fn build() -> Result<PathBuf, Unavailable> {
         .map_err(|e| Unavailable::Fail(format!("creating {}: {e}", dir.display())))?;
     // Built under a name of its own, then renamed: concurrent builds (two
     // test binaries) never see a half-written file.
-    let partial = dir.join(format!("go-client.{}.partial", std::process::id()));
+    let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
     let started = Instant::now();
     let output = go()
         .args(["build", "-mod=readonly", "-buildvcs=false", "-o"])
         .arg(&partial)
-        .arg(".")
+        .arg(package)
         .output()
         .map_err(|e| Unavailable::Fail(format!("running go build: {e}")))?;
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(Unavailable::Fail(format!(
-            "go build of tests/go-client failed:\n{}",
+            "go build of {package} in tests/go-client failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         )));
     }
     std::fs::rename(&partial, &binary)
-        .map_err(|e| Unavailable::Fail(format!("moving the client into place: {e}")))?;
+        .map_err(|e| Unavailable::Fail(format!("moving {name} into place: {e}")))?;
     eprintln!(
-        "go-client: built {} in {:.1} s",
+        "{name}: built {} in {:.1} s",
         binary.display(),
         started.elapsed().as_secs_f64()
     );
@@ -152,17 +164,44 @@ fn cache_root() -> Result<PathBuf, String> {
     Ok(base.join("rollouts-plugin-trafficrouter-istio/go-client"))
 }
 
-/// FNV-1a over the toolchain name and every file of the module (go.mod,
-/// go.sum, *.go), by name and content, in name order.
-fn source_key() -> Result<u64, String> {
-    let dir = source_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
+/// The module's files (go.mod, go.sum, *.go, also in `cmd/<program>/`),
+/// relative to its directory.
+fn module_files(dir: &Path) -> Result<Vec<String>, String> {
+    let listed = |sub: &str| -> Result<Vec<String>, String> {
+        let at = dir.join(sub);
+        Ok(std::fs::read_dir(&at)
+            .map_err(|e| format!("reading {}: {e}", at.display()))?
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .map(|name| {
+                if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                }
+            })
+            .collect())
+    };
+    let mut names: Vec<String> = listed("")?
+        .into_iter()
         .filter(|name| name == "go.mod" || name == "go.sum" || name.ends_with(".go"))
         .collect();
+    if dir.join("cmd").is_dir() {
+        for program in listed("cmd")? {
+            if dir.join(&program).is_dir() {
+                names.extend(listed(&program)?.into_iter().filter(|n| n.ends_with(".go")));
+            }
+        }
+    }
     names.sort();
+    Ok(names)
+}
+
+/// FNV-1a over the toolchain name and every file of the module (see
+/// [`module_files`]), by name and content, in name order.
+fn source_key() -> Result<u64, String> {
+    let dir = source_dir();
+    let names = module_files(&dir)?;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for &b in bytes {
