@@ -271,8 +271,7 @@ fn run_validate(
     objects: &[PathBuf],
     options: &validate::Options,
 ) -> Result<Vec<validate::Problem>> {
-    let (inputs, mut problems) = validate::read_inputs(rollouts, objects);
-    let manifests = validate::Manifests::index(inputs);
+    let (manifests, mut problems) = validate::Manifests::read(rollouts, objects);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -289,8 +288,8 @@ fn run_simulate(
     output: OutputArg,
     controller: controller::Version,
 ) -> Result<String> {
-    let (inputs, problems) = match &rollout {
-        Some(path) => validate::read_inputs(std::slice::from_ref(path), objects),
+    let (manifests, problems) = match &rollout {
+        Some(path) => validate::Manifests::read(std::slice::from_ref(path), objects),
         None => {
             let (file, text) = simulate::EMBEDDED_EXAMPLE;
             let input = validate::Input {
@@ -298,11 +297,10 @@ fn run_simulate(
                 text: text.to_string(),
                 holds_rollouts: true,
             };
-            (vec![input], Vec::new())
+            (validate::Manifests::index(vec![input]), Vec::new())
         }
     };
     refuse_on_errors(&problems)?;
-    let manifests = validate::Manifests::index(inputs);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -69,11 +69,11 @@ impl Scenario {
         object_files: &[PathBuf],
         plugin_name: Option<&str>,
     ) -> Result<Self, SimulateError> {
-        let (inputs, problems) = validate::read_inputs(&[rollout_file.to_path_buf()], object_files);
+        let (manifests, problems) = Manifests::read(&[rollout_file.to_path_buf()], object_files);
         if let Some(problem) = problems.first() {
             return Err(manifest_error(problem));
         }
-        Self::from_manifests(&Manifests::index(inputs), plugin_name)
+        Self::from_manifests(&manifests, plugin_name)
     }
 
     /// The embedded default example.

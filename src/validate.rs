@@ -10,12 +10,14 @@
 //! at the first. Warnings are for what is legal but almost certainly wrong;
 //! they are this module's own checks.
 //!
-//! Reading is lazy: every document is parsed once to index it (kind,
-//! namespace, name, file, line) and dropped; only the Rollouts and the
-//! objects a Rollout names are parsed again and kept. Memory follows the
-//! objects the Rollout touches, not the size of the input.
+//! Reading is lazy: each input is indexed as soon as it is read; every
+//! document is parsed once to index it (kind, namespace, name, file, line)
+//! and dropped, and of the text only the documents a Rollout names are
+//! kept, to be parsed again when they are checked. Memory follows the
+//! largest single input and the objects the Rollout touches, not the size
+//! of the whole input.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -113,14 +115,27 @@ pub struct Input {
 /// Reads `--rollout` and `--objects` paths: files, directories (every
 /// `.yaml`, `.yml` and `.json` file below, in name order) and `-` for
 /// standard input. A path that cannot be read is a problem, not a stop.
+/// Holds every text read; [`Manifests::read`] indexes each as it is read.
 pub fn read_inputs(rollouts: &[PathBuf], objects: &[PathBuf]) -> (Vec<Input>, Vec<Problem>) {
     let mut inputs = Vec::new();
+    let problems = read_each(rollouts, objects, &mut |input| inputs.push(input));
+    (inputs, problems)
+}
+
+/// Reads the paths as [`read_inputs`] does, handing each input to `sink`
+/// as soon as it is read: `--rollout` inputs first, then `--objects`.
+fn read_each(
+    rollouts: &[PathBuf],
+    objects: &[PathBuf],
+    sink: &mut dyn FnMut(Input),
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut stdin_read = false;
     for (paths, holds_rollouts) in [(rollouts, true), (objects, false)] {
         for path in paths {
             let mut reader = Reader {
-                inputs: &mut inputs,
+                sink: &mut *sink,
+                read: 0,
                 problems: &mut problems,
                 stdin_read: &mut stdin_read,
                 holds_rollouts,
@@ -128,17 +143,24 @@ pub fn read_inputs(rollouts: &[PathBuf], objects: &[PathBuf]) -> (Vec<Input>, Ve
             reader.read(path, true);
         }
     }
-    (inputs, problems)
+    problems
 }
 
 struct Reader<'a> {
-    inputs: &'a mut Vec<Input>,
+    sink: &'a mut dyn FnMut(Input),
+    /// Inputs handed to `sink` so far.
+    read: usize,
     problems: &'a mut Vec<Problem>,
     stdin_read: &'a mut bool,
     holds_rollouts: bool,
 }
 
 impl Reader<'_> {
+    fn push(&mut self, input: Input) {
+        self.read += 1;
+        (self.sink)(input);
+    }
+
     fn problem(&mut self, path: &Path, message: String) {
         self.problems.push(Problem {
             severity: Severity::Error,
@@ -162,7 +184,7 @@ impl Reader<'_> {
                     path,
                     format!("standard input exceeds the limit of {MAX_FILE_BYTES} bytes"),
                 ),
-                Ok(_) => self.inputs.push(Input {
+                Ok(_) => self.push(Input {
                     name: "-".into(),
                     text,
                     holds_rollouts: self.holds_rollouts,
@@ -180,7 +202,7 @@ impl Reader<'_> {
                 Err(e) => return self.problem(path, format!("cannot read the directory: {e}")),
             };
             entries.sort();
-            let before = self.inputs.len();
+            let before = self.read;
             for entry in entries {
                 let manifest = entry
                     .extension()
@@ -189,7 +211,7 @@ impl Reader<'_> {
                     self.read(&entry, false);
                 }
             }
-            if named && self.inputs.len() == before {
+            if named && self.read == before {
                 self.problem(
                     path,
                     "no .yaml, .yml or .json file in this directory".into(),
@@ -207,7 +229,7 @@ impl Reader<'_> {
             );
         }
         match std::fs::read_to_string(path) {
-            Ok(text) => self.inputs.push(Input {
+            Ok(text) => self.push(Input {
                 name: path.display().to_string(),
                 text,
                 holds_rollouts: self.holds_rollouts,
@@ -230,13 +252,74 @@ struct Entry {
     owners: Vec<String>,
 }
 
-/// Every document of the inputs, indexed; only Rollouts are kept parsed.
+/// Every document of the inputs, indexed; only Rollouts are kept parsed,
+/// and only the text of the objects the Rollouts can fetch is kept.
+#[derive(Default)]
 pub struct Manifests {
+    /// Each input with `text` holding only the documents kept (see
+    /// [`Manifests::add`]); entries' ranges point into it.
     inputs: Vec<Input>,
     entries: Vec<Entry>,
     /// Parsed Rollouts of `--rollout` inputs, by entry.
     rollouts: BTreeMap<usize, Value>,
     problems: Vec<Problem>,
+    /// The first entry of each `(kind, namespace, name)`.
+    first_seen: HashMap<(String, String, String), usize>,
+    /// What the Rollouts read so far name: their VirtualServices,
+    /// DestinationRules and their own names (owners of ReplicaSets).
+    named: Named,
+}
+
+/// Names the Rollouts of `--rollout` inputs give, namespaces left out (a
+/// superset of what any of them fetches).
+#[derive(Default)]
+struct Named {
+    virtual_services: HashSet<String>,
+    destination_rules: HashSet<String>,
+    rollouts: HashSet<String>,
+}
+
+impl Named {
+    /// Adds what a Rollout names, under any plugin key.
+    fn add(&mut self, rollout: &Value) {
+        if let Some(name) = rollout.pointer("/metadata/name").and_then(Value::as_str) {
+            self.rollouts.insert(name.to_string());
+        }
+        let plugins = rollout
+            .pointer("/spec/strategy/canary/trafficRouting/plugins")
+            .and_then(Value::as_object);
+        for config in plugins.into_iter().flat_map(|p| p.values()) {
+            let listed = config
+                .get("virtualServices")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for reference in config.get("virtualService").into_iter().chain(listed) {
+                if let Some(name) = reference.get("name").and_then(Value::as_str) {
+                    let (_, short) = virtual_service_location(name, "");
+                    self.virtual_services.insert(short);
+                    self.virtual_services.insert(name.to_string());
+                }
+            }
+            if let Some(name) = config
+                .pointer("/destinationRule/name")
+                .and_then(Value::as_str)
+            {
+                self.destination_rules.insert(name.to_string());
+            }
+        }
+    }
+
+    /// Whether a Rollout may fetch the entry's document: a VirtualService
+    /// or DestinationRule it names, or a ReplicaSet it owns.
+    fn wants(&self, entry: &Entry) -> bool {
+        match entry.kind.as_str() {
+            "VirtualService" => self.virtual_services.contains(&entry.name),
+            "DestinationRule" => self.destination_rules.contains(&entry.name),
+            "ReplicaSet" => entry.owners.iter().any(|o| self.rollouts.contains(o)),
+            _ => false,
+        }
+    }
 }
 
 /// The `Kind namespace/name` label errors use (the cluster port's form).
@@ -245,95 +328,128 @@ fn label(kind: &str, namespace: &str, name: &str) -> String {
 }
 
 impl Manifests {
-    /// Parses every document once: YAML errors (duplicate keys included),
-    /// documents without kind or name, and objects given twice are
-    /// problems; everything but Rollouts is dropped after indexing.
-    pub fn index(inputs: Vec<Input>) -> Self {
-        let mut entries = Vec::new();
-        let mut rollouts = BTreeMap::new();
-        let mut problems = Vec::new();
-        let mut first_seen: HashMap<(String, String, String), usize> = HashMap::new();
-        for (input_index, input) in inputs.iter().enumerate() {
-            for span in yaml::split_documents(&input.text) {
-                let problem = |line: Option<usize>, message: String| Problem {
-                    severity: Severity::Error,
-                    file: input.name.clone(),
-                    line,
-                    object: None,
-                    field: None,
-                    message,
-                };
-                let document = match yaml::document_in(&input.text, &span) {
-                    Ok(Some(document)) => document,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        problems.push(problem(
-                            e.line().or(Some(span.content_line)),
-                            e.message().to_string(),
-                        ));
-                        continue;
-                    }
-                };
-                let text = |pointer: &str| document.pointer(pointer).and_then(Value::as_str);
-                let (Some(kind), Some(name)) = (text("/kind"), text("/metadata/name")) else {
-                    let missing = if text("/kind").is_none() {
-                        "kind"
-                    } else {
-                        "metadata.name"
-                    };
-                    problems.push(Problem {
-                        field: Some(missing.into()),
-                        ..problem(
-                            Some(span.content_line),
-                            format!(
-                                "{missing} is missing (every manifest names its kind and name)"
-                            ),
-                        )
-                    });
+    /// Indexes inputs already read, `--rollout` inputs first (as
+    /// [`Manifests::read`] reads them), each as [`Manifests::add`] does.
+    pub fn index(mut inputs: Vec<Input>) -> Self {
+        inputs.sort_by_key(|i| !i.holds_rollouts);
+        let mut manifests = Self::default();
+        for input in inputs {
+            manifests.add(input);
+        }
+        manifests
+    }
+
+    /// Reads the `--rollout` and `--objects` paths (see [`read_inputs`]),
+    /// indexing each input as soon as it is read and dropping its text:
+    /// the full text of one input at a time is held, never all of them.
+    /// Returns the problems of reading apart from those of indexing.
+    pub fn read(rollouts: &[PathBuf], objects: &[PathBuf]) -> (Self, Vec<Problem>) {
+        let mut manifests = Self::default();
+        let problems = read_each(rollouts, objects, &mut |input| manifests.add(input));
+        (manifests, problems)
+    }
+
+    /// Parses every document of `input` once: YAML errors (duplicate keys
+    /// included), documents without kind or name, and objects given twice
+    /// are problems. Then keeps Rollouts of `--rollout` inputs parsed, and
+    /// of the text only the documents a Rollout read so far names (so
+    /// `--rollout` inputs come first): everything else is dropped.
+    fn add(&mut self, mut input: Input) {
+        let input_index = self.inputs.len();
+        let first_entry = self.entries.len();
+        for span in yaml::split_documents(&input.text) {
+            let problem = |line: Option<usize>, message: String| Problem {
+                severity: Severity::Error,
+                file: input.name.clone(),
+                line,
+                object: None,
+                field: None,
+                message,
+            };
+            let document = match yaml::document_in(&input.text, &span) {
+                Ok(Some(document)) => document,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.problems.push(problem(
+                        e.line().or(Some(span.content_line)),
+                        e.message().to_string(),
+                    ));
                     continue;
-                };
-                let entry = Entry {
-                    input: input_index,
-                    kind: kind.to_string(),
-                    namespace: text("/metadata/namespace").unwrap_or_default().to_string(),
-                    name: name.to_string(),
-                    owners: owners(&document),
-                    span,
-                };
-                let key = (
-                    entry.kind.clone(),
-                    entry.namespace.clone(),
-                    entry.name.clone(),
-                );
-                if let Some(&first) = first_seen.get(&key) {
-                    let first: &Entry = &entries[first];
-                    problems.push(Problem {
-                        severity: Severity::Warning,
-                        object: Some(label(&entry.kind, &entry.namespace, &entry.name)),
-                        field: Some("metadata.name".into()),
-                        ..problem(
-                            Some(entry.span.content_line),
-                            format!(
-                                "given twice (first at {}:{}); the last one given is used",
-                                inputs[first.input].name, first.span.content_line
-                            ),
-                        )
-                    });
+                }
+            };
+            let text = |pointer: &str| document.pointer(pointer).and_then(Value::as_str);
+            let (Some(kind), Some(name)) = (text("/kind"), text("/metadata/name")) else {
+                let missing = if text("/kind").is_none() {
+                    "kind"
                 } else {
-                    first_seen.insert(key, entries.len());
-                }
-                if kind == "Rollout" && input.holds_rollouts {
-                    rollouts.insert(entries.len(), document);
-                }
-                entries.push(entry);
+                    "metadata.name"
+                };
+                self.problems.push(Problem {
+                    field: Some(missing.into()),
+                    ..problem(
+                        Some(span.content_line),
+                        format!("{missing} is missing (every manifest names its kind and name)"),
+                    )
+                });
+                continue;
+            };
+            let entry = Entry {
+                input: input_index,
+                kind: kind.to_string(),
+                namespace: text("/metadata/namespace").unwrap_or_default().to_string(),
+                name: name.to_string(),
+                owners: owners(&document),
+                span,
+            };
+            let key = (
+                entry.kind.clone(),
+                entry.namespace.clone(),
+                entry.name.clone(),
+            );
+            if let Some(&first) = self.first_seen.get(&key) {
+                let first: &Entry = &self.entries[first];
+                let first_file = if first.input == input_index {
+                    &input.name
+                } else {
+                    &self.inputs[first.input].name
+                };
+                self.problems.push(Problem {
+                    severity: Severity::Warning,
+                    object: Some(label(&entry.kind, &entry.namespace, &entry.name)),
+                    field: Some("metadata.name".into()),
+                    ..problem(
+                        Some(entry.span.content_line),
+                        format!(
+                            "given twice (first at {first_file}:{}); the last one given is used",
+                            first.span.content_line
+                        ),
+                    )
+                });
+            } else {
+                self.first_seen.insert(key, self.entries.len());
             }
+            if kind == "Rollout" && input.holds_rollouts {
+                self.named.add(&document);
+                self.rollouts.insert(self.entries.len(), document);
+            }
+            self.entries.push(entry);
         }
-        Manifests {
-            inputs,
-            entries,
-            rollouts,
-            problems,
+        // Keep the text of the documents a Rollout may fetch, their ranges
+        // moved into the kept text (lines stay those of the file).
+        let mut kept = String::new();
+        for entry in &mut self.entries[first_entry..] {
+            let range = entry.span.range.clone();
+            entry.span.range = if self.named.wants(entry) {
+                let start = kept.len();
+                kept.push_str(&input.text[range]);
+                start..kept.len()
+            } else {
+                0..0
+            };
         }
+        kept.shrink_to_fit();
+        input.text = kept;
+        self.inputs.push(input);
     }
 
     /// Problems found while reading.
@@ -363,9 +479,13 @@ impl Manifests {
         (&self.inputs[entry.input].name, entry.span.content_line)
     }
 
-    /// The entry's document, parsed again.
+    /// The entry's document, parsed again; `None` for a document whose
+    /// text was not kept (no Rollout names it).
     fn fetch(&self, entry: usize) -> Option<Value> {
         let e = &self.entries[entry];
+        if e.span.range.is_empty() {
+            return None;
+        }
         yaml::document_in(&self.inputs[e.input].text, &e.span)
             .ok()
             .flatten()
