@@ -259,12 +259,16 @@ pub struct Manifests {
     /// Each input with `text` holding only the documents kept (see
     /// [`Manifests::add`]); entries' ranges point into it.
     inputs: Vec<Input>,
+    /// The Rollouts of `--rollout` inputs and the objects they name.
     entries: Vec<Entry>,
     /// Parsed Rollouts of `--rollout` inputs, by entry.
     rollouts: BTreeMap<usize, Value>,
     problems: Vec<Problem>,
-    /// The first entry of each `(kind, namespace, name)`.
-    first_seen: HashMap<(String, String, String), usize>,
+    /// Every object given, by kind, namespace (as written) and name: where
+    /// it was first given, as `(input, line)`. Entries are kept only for
+    /// Rollouts and the objects they name; this finds objects given twice
+    /// and lists what exists at a cost of a name per object.
+    seen: HashMap<String, HashMap<String, HashMap<Box<str>, (usize, usize)>>>,
     /// What the Rollouts read so far name: their VirtualServices,
     /// DestinationRules and their own names (owners of ReplicaSets).
     named: Named,
@@ -356,7 +360,9 @@ impl Manifests {
     /// `--rollout` inputs come first): everything else is dropped.
     fn add(&mut self, mut input: Input) {
         let input_index = self.inputs.len();
-        let first_entry = self.entries.len();
+        // This input's entries, with the Rollout parsed for `--rollout`
+        // inputs; what is kept is decided once the whole input is read.
+        let mut indexed: Vec<(Entry, Option<Value>)> = Vec::new();
         for span in yaml::split_documents(&input.text) {
             let problem = |line: Option<usize>, message: String| Problem {
                 severity: Severity::Error,
@@ -393,59 +399,66 @@ impl Manifests {
                 });
                 continue;
             };
-            let entry = Entry {
-                input: input_index,
-                kind: kind.to_string(),
-                namespace: text("/metadata/namespace").unwrap_or_default().to_string(),
-                name: name.to_string(),
-                owners: owners(&document),
-                span,
-            };
-            let key = (
-                entry.kind.clone(),
-                entry.namespace.clone(),
-                entry.name.clone(),
-            );
-            if let Some(&first) = self.first_seen.get(&key) {
-                let first: &Entry = &self.entries[first];
-                let first_file = if first.input == input_index {
+            let namespace = text("/metadata/namespace").unwrap_or_default();
+            let names = self
+                .seen
+                .entry(kind.to_string())
+                .or_default()
+                .entry(namespace.to_string())
+                .or_default();
+            if let Some(&(first_input, first_line)) = names.get(name) {
+                let first_file = if first_input == input_index {
                     &input.name
                 } else {
-                    &self.inputs[first.input].name
+                    &self.inputs[first_input].name
                 };
                 self.problems.push(Problem {
                     severity: Severity::Warning,
-                    object: Some(label(&entry.kind, &entry.namespace, &entry.name)),
+                    object: Some(label(kind, namespace, name)),
                     field: Some("metadata.name".into()),
                     ..problem(
-                        Some(entry.span.content_line),
+                        Some(span.content_line),
                         format!(
-                            "given twice (first at {first_file}:{}); the last one given is used",
-                            first.span.content_line
+                            "given twice (first at {first_file}:{first_line}); the last one \
+                             given is used"
                         ),
                     )
                 });
             } else {
-                self.first_seen.insert(key, self.entries.len());
+                names.insert(name.into(), (input_index, span.content_line));
             }
-            if kind == "Rollout" && input.holds_rollouts {
+            let entry = Entry {
+                input: input_index,
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                owners: owners(&document),
+                span,
+            };
+            let rollout = (kind == "Rollout" && input.holds_rollouts).then(|| {
                 self.named.add(&document);
-                self.rollouts.insert(self.entries.len(), document);
-            }
-            self.entries.push(entry);
+                document
+            });
+            indexed.push((entry, rollout));
         }
-        // Keep the text of the documents a Rollout may fetch, their ranges
-        // moved into the kept text (lines stay those of the file).
+        // Keep the Rollouts and the documents a Rollout may fetch, their
+        // ranges moved into the kept text (lines stay those of the file).
         let mut kept = String::new();
-        for entry in &mut self.entries[first_entry..] {
+        for (mut entry, rollout) in indexed {
             let range = entry.span.range.clone();
-            entry.span.range = if self.named.wants(entry) {
+            if self.named.wants(&entry) {
                 let start = kept.len();
                 kept.push_str(&input.text[range]);
-                start..kept.len()
+                entry.span.range = start..kept.len();
+            } else if rollout.is_some() {
+                entry.span.range = 0..0;
             } else {
-                0..0
-            };
+                continue;
+            }
+            if let Some(rollout) = rollout {
+                self.rollouts.insert(self.entries.len(), rollout);
+            }
+            self.entries.push(entry);
         }
         kept.shrink_to_fit();
         input.text = kept;
@@ -509,11 +522,20 @@ impl Manifests {
     /// Labels of the objects of `kind` in `namespace`, for "what exists"
     /// in a message.
     fn labels_of(&self, kind: &str, namespace: &str, default_ns: &str) -> Vec<String> {
-        let mut labels: Vec<String> = self
-            .entries
+        let by_namespace = self.seen.get(kind);
+        let written = [
+            namespace,
+            if namespace == default_ns {
+                ""
+            } else {
+                namespace
+            },
+        ];
+        let mut labels: Vec<String> = written
             .iter()
-            .filter(|e| e.kind == kind && effective(&e.namespace, default_ns) == namespace)
-            .map(|e| label(kind, namespace, &e.name))
+            .filter_map(|ns| by_namespace.and_then(|n| n.get(*ns)))
+            .flat_map(|names| names.keys())
+            .map(|name| label(kind, namespace, name))
             .collect();
         labels.sort();
         labels.dedup();
