@@ -268,7 +268,7 @@ pub struct Manifests {
     /// it was first given, as `(input, line)`. Entries are kept only for
     /// Rollouts and the objects they name; this finds objects given twice
     /// and lists what exists at a cost of a name per object.
-    seen: HashMap<String, HashMap<String, HashMap<Box<str>, (usize, usize)>>>,
+    seen: HashMap<String, HashMap<String, HashMap<Box<str>, (u32, u32)>>>,
     /// What the Rollouts read so far name: their VirtualServices,
     /// DestinationRules and their own names (owners of ReplicaSets).
     named: Named,
@@ -407,10 +407,9 @@ impl Manifests {
                 .entry(namespace.to_string())
                 .or_default();
             if let Some(&(first_input, first_line)) = names.get(name) {
-                let first_file = if first_input == input_index {
-                    &input.name
-                } else {
-                    &self.inputs[first_input].name
+                let first_file = match self.inputs.get(first_input as usize) {
+                    Some(first) => &first.name,
+                    None => &input.name,
                 };
                 self.problems.push(Problem {
                     severity: Severity::Warning,
@@ -425,7 +424,8 @@ impl Manifests {
                     )
                 });
             } else {
-                names.insert(name.into(), (input_index, span.content_line));
+                let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                names.insert(name.into(), (at(input_index), at(span.content_line)));
             }
             let entry = Entry {
                 input: input_index,
