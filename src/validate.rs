@@ -268,11 +268,15 @@ pub struct Manifests {
     /// it was first given, as `(input, line)`. Entries are kept only for
     /// Rollouts and the objects they name; this finds objects given twice
     /// and lists what exists at a cost of a name per object.
-    seen: HashMap<String, HashMap<String, HashMap<Box<str>, (u32, u32)>>>,
+    seen: HashMap<String, HashMap<String, FirstGiven>>,
     /// What the Rollouts read so far name: their VirtualServices,
     /// DestinationRules and their own names (owners of ReplicaSets).
     named: Named,
 }
+
+/// Names of objects of one kind and namespace, each with where it was
+/// first given: `(input, line)`.
+type FirstGiven = HashMap<Box<str>, (u32, u32)>;
 
 /// Names the Rollouts of `--rollout` inputs give, namespaces left out (a
 /// superset of what any of them fetches).
