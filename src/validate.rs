@@ -114,16 +114,9 @@ pub struct Input {
 
 /// Reads `--rollout` and `--objects` paths: files, directories (every
 /// `.yaml`, `.yml` and `.json` file below, in name order) and `-` for
-/// standard input. A path that cannot be read is a problem, not a stop.
-/// Holds every text read; [`Manifests::read`] indexes each as it is read.
-pub fn read_inputs(rollouts: &[PathBuf], objects: &[PathBuf]) -> (Vec<Input>, Vec<Problem>) {
-    let mut inputs = Vec::new();
-    let problems = read_each(rollouts, objects, &mut |input| inputs.push(input));
-    (inputs, problems)
-}
-
-/// Reads the paths as [`read_inputs`] does, handing each input to `sink`
-/// as soon as it is read: `--rollout` inputs first, then `--objects`.
+/// standard input, handing each input to `sink` as soon as it is read:
+/// `--rollout` inputs first, then `--objects`. A path that cannot be read
+/// is a problem, not a stop.
 fn read_each(
     rollouts: &[PathBuf],
     objects: &[PathBuf],
@@ -347,8 +340,8 @@ impl Manifests {
         manifests
     }
 
-    /// Reads the `--rollout` and `--objects` paths (see [`read_inputs`]),
-    /// indexing each input as soon as it is read and dropping its text:
+    /// Reads the `--rollout` and `--objects` paths (files, directories,
+    /// `-` for standard input), indexing each input as soon as it is read and dropping its text:
     /// the full text of one input at a time is held, never all of them.
     /// Returns the problems of reading apart from those of indexing.
     pub fn read(rollouts: &[PathBuf], objects: &[PathBuf]) -> (Self, Vec<Problem>) {
