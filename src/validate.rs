@@ -312,8 +312,14 @@ impl Named {
     }
 
     /// Whether a Rollout may fetch the entry's document: a VirtualService
-    /// or DestinationRule it names, or a ReplicaSet it owns.
-    fn wants(&self, entry: &Entry) -> bool {
+    /// or DestinationRule it names, or a ReplicaSet it owns. In `--rollout`
+    /// inputs, every one of these kinds: a Rollout read later (a directory
+    /// holding `istio.yaml` and `rollout.yaml`) may name it.
+    fn wants(&self, entry: &Entry, in_rollout_input: bool) -> bool {
+        let fetched = ["VirtualService", "DestinationRule", "ReplicaSet"];
+        if in_rollout_input {
+            return fetched.contains(&entry.kind.as_str());
+        }
         match entry.kind.as_str() {
             "VirtualService" => self.virtual_services.contains(&entry.name),
             "DestinationRule" => self.destination_rules.contains(&entry.name),
@@ -353,8 +359,9 @@ impl Manifests {
     /// Parses every document of `input` once: YAML errors (duplicate keys
     /// included), documents without kind or name, and objects given twice
     /// are problems. Then keeps Rollouts of `--rollout` inputs parsed, and
-    /// of the text only the documents a Rollout read so far names (so
-    /// `--rollout` inputs come first): everything else is dropped.
+    /// of the text only the documents a Rollout can fetch: in `--objects`
+    /// inputs (read after every `--rollout` input), only those the Rollouts
+    /// name. Everything else is dropped.
     fn add(&mut self, mut input: Input) {
         let input_index = self.inputs.len();
         // This input's entries, with the Rollout parsed for `--rollout`
@@ -443,7 +450,7 @@ impl Manifests {
         let mut kept = String::new();
         for (mut entry, rollout) in indexed {
             let range = entry.span.range.clone();
-            if self.named.wants(&entry) {
+            if self.named.wants(&entry, input.holds_rollouts) {
                 let start = kept.len();
                 kept.push_str(&input.text[range]);
                 entry.span.range = start..kept.len();

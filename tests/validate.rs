@@ -232,6 +232,15 @@ fn objects_come_from_directories_and_stdin() {
         "{}",
         text(&out.stderr)
     );
+    // A directory given with --rollout: its objects may come in a file read
+    // before the Rollout's.
+    let out = validate(&["--rollout", "tests/validate/good/rollout-dir", "--strict"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "0 errors, 0 warnings\n".to_string()),
+        "{}",
+        text(&out.stderr)
+    );
     // Without its objects, the missing VirtualService is an error naming
     // the configuration field.
     let alone = validate(&["--rollout", &format!("{good}/rollout.yaml")]);
