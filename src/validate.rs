@@ -1257,3 +1257,63 @@ pub fn counts(problems: &[Problem]) -> (usize, usize) {
         .count();
     (errors, problems.len() - errors)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, text: &str, holds_rollouts: bool) -> Input {
+        Input {
+            name: name.into(),
+            text: text.into(),
+            holds_rollouts,
+        }
+    }
+
+    #[test]
+    fn only_named_documents_are_kept_and_keep_their_lines() {
+        let example = include_str!("../examples/header-route.yaml");
+        let (rollout, virtual_service) = example.split_at(example.find("\n---\n").unwrap() + 1);
+        let objects = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: unrelated, namespace: shop}}\n\
+             data: {{a: b}}\n---\nkind: ConfigMap\nmetadata: {{name: twice, name: again}}\n\
+             {virtual_service}"
+        );
+        let manifests = Manifests::index(vec![
+            input("objects.yaml", &objects, false),
+            input("rollout.yaml", rollout, true),
+        ]);
+        // The duplicate key is found while indexing, on its line.
+        let problems: Vec<String> = manifests.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("objects.yaml:7: error: duplicate key \"name\""),
+            "{problems:?}"
+        );
+        // Only the VirtualService's text is kept, and it parses again with
+        // its line in the file.
+        let kept = &manifests
+            .inputs
+            .iter()
+            .find(|i| !i.holds_rollouts)
+            .unwrap()
+            .text;
+        assert_eq!(kept.as_str(), virtual_service);
+        let found = manifests
+            .find("VirtualService", "shop", "checkout", "shop")
+            .unwrap();
+        assert_eq!(manifests.position(found), ("objects.yaml", 9));
+        let value = manifests.fetch(found).unwrap();
+        assert_eq!(str_at(&value, "/spec/http/0/name"), "primary");
+        // The ConfigMap is not indexed, but still listed as given.
+        assert!(
+            manifests
+                .find("ConfigMap", "shop", "unrelated", "shop")
+                .is_none()
+        );
+        assert_eq!(
+            manifests.labels_of("ConfigMap", "shop", "shop"),
+            ["ConfigMap shop/unrelated"]
+        );
+    }
+}
