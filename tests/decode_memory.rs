@@ -2,7 +2,8 @@
 //! size, for the recorded controller requests and for crafted worst cases
 //! (many tiny elements in every list and map the plugin decodes). Counts
 //! bytes with a counting global allocator; `--nocapture` prints the table
-//! docs/hardening.md quotes.
+//! the README quotes. The gRPC rows measure the same from the protobuf
+//! message bytes (as tonic hands them to prost) to the decoded call.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -10,6 +11,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gobwire::{Encoder, Interface};
+use istio_router::model;
+use istio_router::transport::grpc::decode_request;
+use istio_router::transport::grpc::proto::trafficrouter as pb;
 use istio_router::transport::netrpc::calls::decode_call;
 use istio_router::transport::netrpc::gob::{RequestStream, split_message};
 use test_support::fixtures::{fixtures, rollout};
@@ -396,4 +400,268 @@ fn type_definitions_of_many_tiny_fields() {
         }],
     );
     drop(stream);
+}
+
+// gRPC: from the protobuf bytes of one request to its decoded call.
+
+/// Decodes one gRPC request body as the service does, measuring its peak.
+fn measure_grpc(method: &str, body: &[u8]) -> Measured {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let outcome = decode_request(method, body)
+        .map(|call| call.name().to_string())
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    Measured {
+        bytes: body.len(),
+        peak,
+        outcome,
+    }
+}
+
+fn grpc_set_weight(rollout_json: Vec<u8>, additional: Vec<pb::WeightDestination>) -> Vec<u8> {
+    use prost::Message;
+    pb::SetWeightRequest {
+        rollout_json,
+        desired_weight: 10,
+        additional_destinations: additional,
+    }
+    .encode_to_vec()
+}
+
+/// The recorded controller calls, their arguments sent as the gRPC
+/// messages carry them: the Rollout as JSON, the rest as protobuf fields.
+#[test]
+fn grpc_recorded_controller_requests() {
+    use prost::Message;
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = 0;
+    for scenario in ["host", "subset"] {
+        let dir = fixtures().join(scenario);
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".args.json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let recorded: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let method = recorded["serviceMethod"].as_str().unwrap();
+            let method = method.strip_prefix("Plugin.").unwrap_or(method);
+            let args = &recorded["args"];
+            if args["Rollout"].is_null() {
+                continue;
+            }
+            let rollout_json = serde_json::to_vec(&args["Rollout"]).unwrap();
+            let additional = || -> Vec<pb::WeightDestination> {
+                serde_json::from_value::<Option<Vec<model::WeightDestination>>>(
+                    args["AdditionalDestinations"].clone(),
+                )
+                .unwrap()
+                .unwrap_or_default()
+                .iter()
+                .map(Into::into)
+                .collect()
+            };
+            let body = match method {
+                "UpdateHash" => pb::UpdateHashRequest {
+                    rollout_json,
+                    canary_hash: args["CanaryHash"].as_str().unwrap().into(),
+                    stable_hash: args["StableHash"].as_str().unwrap().into(),
+                    additional_destinations: additional(),
+                }
+                .encode_to_vec(),
+                "SetWeight" | "VerifyWeight" => pb::SetWeightRequest {
+                    rollout_json,
+                    desired_weight: args["DesiredWeight"].as_i64().unwrap() as i32,
+                    additional_destinations: additional(),
+                }
+                .encode_to_vec(),
+                "SetHeaderRoute" => pb::SetHeaderRouteRequest {
+                    rollout_json,
+                    set_header_route: Some(
+                        (&serde_json::from_value::<model::SetHeaderRoute>(
+                            args["SetHeaderRoute"].clone(),
+                        )
+                        .unwrap())
+                            .into(),
+                    ),
+                }
+                .encode_to_vec(),
+                "SetMirrorRoute" => pb::SetMirrorRouteRequest {
+                    rollout_json,
+                    set_mirror_route: Some(
+                        (&serde_json::from_value::<model::SetMirrorRoute>(
+                            args["SetMirrorRoute"].clone(),
+                        )
+                        .unwrap())
+                            .into(),
+                    ),
+                }
+                .encode_to_vec(),
+                _ => pb::RolloutRequest { rollout_json }.encode_to_vec(),
+            };
+            let measured = measure_grpc(method, &body);
+            assert_eq!(
+                measured.outcome.as_deref(),
+                Ok(method),
+                "{}",
+                path.display()
+            );
+            check(&format!("gRPC recorded {scenario} {method}"), &[measured]);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "only {seen} recorded requests with a Rollout");
+}
+
+/// A Rollout whose JSON holds `n` copies of `element` (comma-separated)
+/// at `path` (`{"a":{"b":` … `}}` around a list or an object).
+fn rollout_with(open: &str, element: impl Fn(usize) -> String, n: usize, close: &str) -> Vec<u8> {
+    let mut json = String::from(r#"{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","#);
+    json.push_str(open);
+    for i in 0..n {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&element(i));
+    }
+    json.push_str(close);
+    json.push('}');
+    json.into_bytes()
+}
+
+/// Crafted gRPC requests of about `size` bytes: many tiny elements in each
+/// list and map the plugin decodes from the Rollout JSON.
+fn grpc_crafted(size: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let routing =
+        |inner: &str| format!(r#""spec":{{"strategy":{{"canary":{{"trafficRouting":{{{inner}"#);
+    let json_rows: Vec<(&'static str, Vec<u8>)> = vec![
+        (
+            "empty steps",
+            rollout_with(
+                r#""spec":{"strategy":{"canary":{"steps":["#,
+                |_| "{}".into(),
+                size / 3,
+                "]}}}",
+            ),
+        ),
+        (
+            "pause steps",
+            rollout_with(
+                r#""spec":{"strategy":{"canary":{"steps":["#,
+                |_| r#"{"pause":{}}"#.into(),
+                size / 13,
+                "]}}}",
+            ),
+        ),
+        (
+            "header route steps",
+            rollout_with(
+                r#""spec":{"strategy":{"canary":{"steps":["#,
+                |_| r#"{"setHeaderRoute":{"match":[{},{},{},{}]}}"#.into(),
+                size / 40,
+                "]}}}",
+            ),
+        ),
+        (
+            "managedRoutes",
+            rollout_with(
+                &routing(r#""managedRoutes":["#),
+                |_| "{}".into(),
+                size / 3,
+                "]}}}}",
+            ),
+        ),
+        (
+            "status weights additional",
+            rollout_with(
+                r#""status":{"canary":{"weights":{"additional":["#,
+                |_| "{}".into(),
+                size / 3,
+                "]}}}",
+            ),
+        ),
+        (
+            "labels",
+            rollout_with(
+                r#""metadata":{"name":"r","labels":{"#,
+                |i| format!(r#""{i:x}":"""#),
+                size / 9,
+                "}}",
+            ),
+        ),
+        (
+            "plugins",
+            rollout_with(
+                &routing(r#""plugins":{"#),
+                |i| format!(r#""{i:x}":0"#),
+                size / 8,
+                "}}}}}",
+            ),
+        ),
+        (
+            "plugin config of tiny JSON values",
+            rollout_with(
+                &routing(r#""plugins":{"other":["#),
+                |_| "0".into(),
+                size / 2,
+                "]}}}}}",
+            ),
+        ),
+    ];
+    json_rows
+        .into_iter()
+        .map(|(label, json)| (label, grpc_set_weight(json, Vec::new())))
+        .collect()
+}
+
+fn grpc_rows(size: usize) {
+    for (label, body) in grpc_crafted(size) {
+        let measured = measure_grpc("SetWeight", &body);
+        check(&format!("gRPC {label} ({size} B)"), &[measured]);
+    }
+}
+
+#[test]
+fn grpc_many_tiny_elements_1mb() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    grpc_rows(1_000_000);
+}
+
+#[test]
+fn grpc_many_tiny_elements_16mb() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    grpc_rows(16_000_000);
+}
+
+/// Requests just inside the budget are decoded: a Rollout of many steps
+/// that fits is accepted, and one past it is refused with the status.
+#[test]
+fn grpc_budget_accepts_and_refuses() {
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let steps = |n| {
+        rollout_with(
+            r#""spec":{"strategy":{"canary":{"steps":["#,
+            |_| r#"{"setWeight":10}"#.into(),
+            n,
+            "]}}}",
+        )
+    };
+    let fits = measure_grpc("SetWeight", &grpc_set_weight(steps(300), Vec::new()));
+    assert_eq!(fits.outcome.as_deref(), Ok("SetWeight"));
+    check("gRPC 300 steps", &[fits]);
+    let body = grpc_set_weight(steps(200_000), Vec::new());
+    let refused = measure_grpc("SetWeight", &body);
+    let error = refused
+        .outcome
+        .as_ref()
+        .expect_err("200 000 steps are refused");
+    assert!(
+        error.starts_with("ResourceExhausted: SetWeight: rollout_json of ")
+            && error.ends_with(" bytes (4 per byte + 1048576)"),
+        "{error}"
+    );
+    check("gRPC 200 000 steps", &[refused]);
 }

@@ -8,6 +8,8 @@
 mod go_plugin;
 mod router_service;
 
+pub use router_service::decode_request;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -14,6 +14,9 @@ use super::proto::trafficrouter::traffic_router_plugin_server::{
 };
 use crate::model::{self, ModelError, Rollout};
 use crate::router::{Call, Outcome, TrafficRouter, Verification, dispatch};
+use crate::transport::netrpc::calls::check_rollout_json;
+use crate::transport::netrpc::gob::JsonCheckError;
+use crate::transport::{MODEL_BASE, MODEL_PER_BYTE};
 
 pub(super) struct RouterService<R> {
     router: Arc<R>,
@@ -35,6 +38,10 @@ impl<R: TrafficRouter + 'static> RouterService<R> {
     ) -> Result<Response<T>, Status> {
         let outcome = match call {
             Ok(call) => dispatch(&*self.router, call).await,
+            Err(error @ RequestError::OverBudget { .. }) => {
+                tracing::warn!(call = name, %error, "request refused");
+                return Err(Status::resource_exhausted(format!("{name}: {error}")));
+            }
             Err(error) => {
                 tracing::warn!(call = name, %error, "bad request");
                 Outcome::Done(Err(error.to_string()))
@@ -54,6 +61,11 @@ enum RequestError {
     RolloutJson(serde_json::Error),
     #[error(transparent)]
     Rollout(#[from] ModelError),
+    /// Answered with a `ResourceExhausted` status, not a reply.
+    #[error(
+        "rollout_json of {size} bytes decodes to more than {limit} bytes ({MODEL_PER_BYTE} per byte + {MODEL_BASE})"
+    )]
+    OverBudget { size: usize, limit: usize },
 }
 
 /// The Rollout of a request, then the call built from it.
@@ -61,9 +73,13 @@ fn with_rollout(json: &[u8], call: impl FnOnce(Rollout) -> Call) -> Result<Call,
     if json.is_empty() {
         return Err(RequestError::EmptyRollout);
     }
-    // Syntax first (nothing kept), then the model straight from the text:
-    // no JSON tree of the whole Rollout, whose pod template is skipped.
-    serde_json::from_slice::<serde::de::IgnoredAny>(json).map_err(RequestError::RolloutJson)?;
+    // Syntax and the model's size first (nothing kept), then the model
+    // straight from the text: no JSON tree of the whole Rollout, whose pod
+    // template is skipped.
+    check_rollout_json(json).map_err(|e| match e {
+        JsonCheckError::Syntax(e) => RequestError::RolloutJson(e),
+        JsonCheckError::OverBudget { size, limit } => RequestError::OverBudget { size, limit },
+    })?;
     let mut de = serde_json::Deserializer::from_slice(json);
     let rollout = model::from_deserializer(&mut de, "Rollout").map_err(without_position)?;
     Ok(call(rollout))
@@ -80,6 +96,76 @@ fn without_position(mut error: ModelError) -> ModelError {
         error.message.truncate(at);
     }
     error
+}
+
+fn update_hash(r: pb::UpdateHashRequest) -> Result<Call, RequestError> {
+    with_rollout(&r.rollout_json, |rollout| Call::UpdateHash {
+        rollout,
+        canary_hash: r.canary_hash,
+        stable_hash: r.stable_hash,
+        additional: destinations(r.additional_destinations),
+    })
+}
+
+fn set_weight(r: pb::SetWeightRequest) -> Result<Call, RequestError> {
+    with_rollout(&r.rollout_json, |rollout| Call::SetWeight {
+        rollout,
+        desired_weight: r.desired_weight,
+        additional: destinations(r.additional_destinations),
+    })
+}
+
+fn verify_weight(r: pb::SetWeightRequest) -> Result<Call, RequestError> {
+    with_rollout(&r.rollout_json, |rollout| Call::VerifyWeight {
+        rollout,
+        desired_weight: r.desired_weight,
+        additional: destinations(r.additional_destinations),
+    })
+}
+
+fn set_header_route(r: pb::SetHeaderRouteRequest) -> Result<Call, RequestError> {
+    with_rollout(&r.rollout_json, |rollout| Call::SetHeaderRoute {
+        rollout,
+        // Absent means the zero value, as a Go struct argument would be.
+        route: r.set_header_route.unwrap_or_default().into(),
+    })
+}
+
+fn set_mirror_route(r: pb::SetMirrorRouteRequest) -> Result<Call, RequestError> {
+    with_rollout(&r.rollout_json, |rollout| Call::SetMirrorRoute {
+        rollout,
+        route: r.set_mirror_route.unwrap_or_default().into(),
+    })
+}
+
+/// Decodes the protobuf `body` of a request to `method` (`SetWeight`, …)
+/// into its [`Call`] as the service does, from the message bytes to the
+/// model: for measuring what a request costs. A request the service
+/// refuses with a status comes back as that status; one it answers with an
+/// `error_string` comes back as `InvalidArgument` with that text.
+pub fn decode_request(method: &str, body: &[u8]) -> Result<Call, Status> {
+    use prost::Message;
+    let bad = |e: prost::DecodeError| Status::internal(e.to_string());
+    let call = match method {
+        "UpdateHash" => update_hash(pb::UpdateHashRequest::decode(body).map_err(bad)?),
+        "SetWeight" => set_weight(pb::SetWeightRequest::decode(body).map_err(bad)?),
+        "VerifyWeight" => verify_weight(pb::SetWeightRequest::decode(body).map_err(bad)?),
+        "SetHeaderRoute" => set_header_route(pb::SetHeaderRouteRequest::decode(body).map_err(bad)?),
+        "SetMirrorRoute" => set_mirror_route(pb::SetMirrorRouteRequest::decode(body).map_err(bad)?),
+        "RemoveManagedRoutes" | "GetWeightUpdateDeadline" | "ClearWeightUpdateDeadline" => {
+            let r = pb::RolloutRequest::decode(body).map_err(bad)?;
+            with_rollout(&r.rollout_json, |rollout| match method {
+                "RemoveManagedRoutes" => Call::RemoveManagedRoutes { rollout },
+                "GetWeightUpdateDeadline" => Call::GetWeightUpdateDeadline { rollout },
+                _ => Call::ClearWeightUpdateDeadline { rollout },
+            })
+        }
+        _ => return Err(Status::unimplemented(format!("no method {method}"))),
+    };
+    call.map_err(|error| match error {
+        RequestError::OverBudget { .. } => Status::resource_exhausted(format!("{method}: {error}")),
+        error => Status::invalid_argument(error.to_string()),
+    })
 }
 
 fn destinations(additional: Vec<pb::WeightDestination>) -> Vec<model::WeightDestination> {
@@ -106,65 +192,40 @@ impl<R: TrafficRouter + 'static> TrafficRouterPlugin for RouterService<R> {
         &self,
         request: Request<pb::UpdateHashRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let r = request.into_inner();
-        let call = with_rollout(&r.rollout_json, |rollout| Call::UpdateHash {
-            rollout,
-            canary_hash: r.canary_hash,
-            stable_hash: r.stable_hash,
-            additional: destinations(r.additional_destinations),
-        });
-        self.serve("UpdateHash", call).await
+        self.serve("UpdateHash", update_hash(request.into_inner()))
+            .await
     }
 
     async fn set_weight(
         &self,
         request: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let r = request.into_inner();
-        let call = with_rollout(&r.rollout_json, |rollout| Call::SetWeight {
-            rollout,
-            desired_weight: r.desired_weight,
-            additional: destinations(r.additional_destinations),
-        });
-        self.serve("SetWeight", call).await
+        self.serve("SetWeight", set_weight(request.into_inner()))
+            .await
     }
 
     async fn set_header_route(
         &self,
         request: Request<pb::SetHeaderRouteRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let r = request.into_inner();
-        let call = with_rollout(&r.rollout_json, |rollout| Call::SetHeaderRoute {
-            rollout,
-            // Absent means the zero value, as a Go struct argument would be.
-            route: r.set_header_route.unwrap_or_default().into(),
-        });
-        self.serve("SetHeaderRoute", call).await
+        self.serve("SetHeaderRoute", set_header_route(request.into_inner()))
+            .await
     }
 
     async fn set_mirror_route(
         &self,
         request: Request<pb::SetMirrorRouteRequest>,
     ) -> Result<Response<pb::RpcError>, Status> {
-        let r = request.into_inner();
-        let call = with_rollout(&r.rollout_json, |rollout| Call::SetMirrorRoute {
-            rollout,
-            route: r.set_mirror_route.unwrap_or_default().into(),
-        });
-        self.serve("SetMirrorRoute", call).await
+        self.serve("SetMirrorRoute", set_mirror_route(request.into_inner()))
+            .await
     }
 
     async fn verify_weight(
         &self,
         request: Request<pb::SetWeightRequest>,
     ) -> Result<Response<pb::VerifyWeightResponse>, Status> {
-        let r = request.into_inner();
-        let call = with_rollout(&r.rollout_json, |rollout| Call::VerifyWeight {
-            rollout,
-            desired_weight: r.desired_weight,
-            additional: destinations(r.additional_destinations),
-        });
-        self.serve("VerifyWeight", call).await
+        self.serve("VerifyWeight", verify_weight(request.into_inner()))
+            .await
     }
 
     async fn remove_managed_routes(

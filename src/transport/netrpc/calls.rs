@@ -302,6 +302,13 @@ pub fn decode_call(
     build(&mut args)
 }
 
+/// Checks the JSON text of a Rollout (the gRPC transport's `rollout_json`)
+/// and that its model fits the budget for its size, before anything is
+/// built from it: see [`super::gob::check_json`].
+pub fn check_rollout_json(json: &[u8]) -> Result<(), super::gob::JsonCheckError> {
+    super::gob::check_json(&ROLLOUT, json)
+}
+
 macro_rules! fields {
     ($($go:literal => $json:literal : $schema:expr),* $(,)?) => {
         Schema::Struct(&[$(Field { go: $go, json: $json, schema: $schema }),*])

@@ -384,16 +384,9 @@ pub struct ValueDecoder {
     plans: HashMap<(usize, i64), Arc<Plan>>,
 }
 
-/// The memory a request's decoded values may take: [`MODEL_PER_BYTE`]
-/// bytes per byte of the value on the wire plus [`MODEL_BASE`]. A value is
-/// checked and its model's size counted (an upper bound: element sizes,
-/// vector growth, map nodes, parsed JSON) before anything is allocated for
-/// it, so a request that declares (or really holds) a great many tiny
-/// elements is refused instead of costing hundreds of bytes per byte. Real
-/// requests need a fraction of it: a Rollout is mostly pod template, which
-/// is skipped, and the base covers a few hundred steps of any Rollout.
-pub const MODEL_PER_BYTE: usize = 4;
-pub const MODEL_BASE: usize = 1 << 20;
+/// The model budget, shared with the gRPC transport: see
+/// [`crate::transport::MODEL_PER_BYTE`].
+pub use crate::transport::{MODEL_BASE, MODEL_PER_BYTE};
 
 /// Bytes of model a decode may still allocate.
 struct Budget {
@@ -802,6 +795,243 @@ impl<'de> serde::de::Visitor<'de> for JsonCostVisitor {
         Ok(JsonCost(
             inner.saturating_add(first + n.saturating_mul(each)),
         ))
+    }
+}
+
+/// Why [`check_json`] refused a JSON text.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonCheckError {
+    /// The text is not JSON.
+    #[error(transparent)]
+    Syntax(serde_json::Error),
+    /// Its model would take more than the budget for its size.
+    #[error(
+        "{size} bytes of JSON decode to more than {limit} bytes ({MODEL_PER_BYTE} per byte + {MODEL_BASE})"
+    )]
+    OverBudget { size: usize, limit: usize },
+}
+
+/// Checks that `json` is one JSON value and that the model `schema`
+/// describes, built from it, fits the budget for its size (see
+/// [`MODEL_PER_BYTE`]), without allocating anything for it: the
+/// counterpart of [`ValueDecoder::check`] for the gRPC transport's
+/// `rollout_json`. Fields the schema lacks are skipped and cost nothing, as
+/// the model skips them; a value of the wrong kind is counted as a generic
+/// one (the model refuses it with its own error later).
+pub fn check_json(schema: &'static Schema, json: &[u8]) -> std::result::Result<(), JsonCheckError> {
+    use serde::de::DeserializeSeed;
+    let limit = json
+        .len()
+        .saturating_mul(MODEL_PER_BYTE)
+        .saturating_add(MODEL_BASE);
+    let mut budget = JsonBudget {
+        left: limit,
+        over: false,
+    };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let checked = JsonSeed {
+        schema,
+        budget: &mut budget,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match checked {
+        Ok(()) => Ok(()),
+        Err(_) if budget.over => Err(JsonCheckError::OverBudget {
+            size: json.len(),
+            limit,
+        }),
+        Err(e) => Err(JsonCheckError::Syntax(e)),
+    }
+}
+
+struct JsonBudget {
+    left: usize,
+    over: bool,
+}
+
+impl JsonBudget {
+    fn charge<E: serde::de::Error>(&mut self, bytes: usize) -> std::result::Result<(), E> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => {
+                self.over = true;
+                Err(E::custom("over the model budget"))
+            }
+        }
+    }
+}
+
+/// One JSON value whose model is `schema`, charged to `budget`.
+struct JsonSeed<'b> {
+    schema: &'static Schema,
+    budget: &'b mut JsonBudget,
+}
+
+/// The field of `fields` a JSON key names; fields of an empty JSON name
+/// are flattened into their parent.
+fn json_field(fields: &'static [Field], key: &str) -> Option<&'static Field> {
+    fields.iter().find_map(|f| match f.schema {
+        Schema::Struct(inner) if f.json.is_empty() => json_field(inner, key),
+        _ => (f.json == key).then_some(f),
+    })
+}
+
+/// A JSON object key: the field it names.
+struct FieldKey(&'static [Field]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldKey {
+    type Value = Option<&'static Field>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldKey {
+    type Value = Option<&'static Field>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> std::result::Result<Self::Value, E> {
+        Ok(json_field(self.0, key))
+    }
+}
+
+/// A JSON object key of a map: its length.
+struct KeyLen;
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyLen {
+    type Value = usize;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<usize, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyLen {
+    type Value = usize;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, key: &str) -> std::result::Result<usize, E> {
+        Ok(key.len())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        match self.schema {
+            // Kept as a JSON tree: all of it is built.
+            Schema::RawJson | Schema::Charged(..) => {
+                let JsonCost(cost) = <JsonCost as serde::Deserialize>::deserialize(d)?;
+                let extra = match self.schema {
+                    Schema::Charged(extra, _) => *extra,
+                    _ => 0,
+                };
+                self.budget.charge(cost.saturating_add(extra))
+            }
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<(), E> {
+        self.budget.charge(s.len())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<(), A::Error> {
+        let Schema::Slice(elem, size) = self.schema else {
+            // Not a list in the model: the model refuses it.
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(());
+        };
+        let (first, each) = vec_cost(*size);
+        let mut started = false;
+        loop {
+            // Charged before the element is read, as the model grows.
+            let cost = if started { each } else { first + each };
+            let budget = &mut *self.budget;
+            budget.charge::<A::Error>(cost)?;
+            let seed = JsonSeed {
+                schema: elem,
+                budget,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            started = true;
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        match self.schema {
+            Schema::Struct(fields) => {
+                while let Some(field) = map.next_key_seed(FieldKey(fields))? {
+                    match field {
+                        Some(f) => map.next_value_seed(JsonSeed {
+                            schema: f.schema,
+                            budget: &mut *self.budget,
+                        })?,
+                        None => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+            }
+            Schema::Map(elem, size) => {
+                let (first, each) = btree_cost(*size);
+                let mut started = false;
+                while let Some(key) = map.next_key_seed(KeyLen)? {
+                    let cost = if started { each } else { first + each };
+                    started = true;
+                    self.budget.charge::<A::Error>(key.saturating_add(cost))?;
+                    map.next_value_seed(JsonSeed {
+                        schema: elem,
+                        budget: &mut *self.budget,
+                    })?;
+                }
+            }
+            _ => {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+            }
+        }
+        Ok(())
     }
 }
 
