@@ -49,6 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("cargo:rustc-env={COMMIT_ENV}={}", commit());
     let descriptors = protox::compile(PROTOS, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // prost's codec behind the per-request memory budget
+    // (src/transport/grpc/budget.rs).
+    tonic_prost_build::configure()
+        .codec_path("crate::transport::grpc::budget::BudgetCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

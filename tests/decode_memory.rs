@@ -665,3 +665,84 @@ fn grpc_budget_accepts_and_refuses() {
     );
     check("gRPC 200 000 steps", &[refused]);
 }
+
+/// Many tiny elements in the protobuf fields themselves (not the Rollout
+/// JSON): refused by the codec's walk before prost builds them, within the
+/// ceiling; a request with a realistic number of them is decoded.
+#[test]
+fn grpc_protobuf_repeated_fields() {
+    use prost::Message;
+    let _one = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let rollout = || rollout_with(r#""spec":{"#, |_| String::new(), 0, "}");
+    let destinations = |n| grpc_set_weight(rollout(), vec![pb::WeightDestination::default(); n]);
+    let header_matches = |n| {
+        pb::SetHeaderRouteRequest {
+            rollout_json: rollout(),
+            set_header_route: Some(pb::SetHeaderRoute {
+                name: "r".into(),
+                r#match: vec![pb::HeaderRoutingMatch::default(); n],
+            }),
+        }
+        .encode_to_vec()
+    };
+    let mirror_matches = |n| {
+        pb::SetMirrorRouteRequest {
+            rollout_json: rollout(),
+            set_mirror_route: Some(pb::SetMirrorRoute {
+                name: "r".into(),
+                r#match: vec![pb::RouteMatch::default(); n],
+                percentage: None,
+            }),
+        }
+        .encode_to_vec()
+    };
+    for (label, method, body) in [
+        (
+            "500 000 empty additional destinations",
+            "SetWeight",
+            destinations(500_000),
+        ),
+        (
+            "500 000 empty header matches",
+            "SetHeaderRoute",
+            header_matches(500_000),
+        ),
+        (
+            "500 000 empty mirror matches",
+            "SetMirrorRoute",
+            mirror_matches(500_000),
+        ),
+    ] {
+        let measured = measure_grpc(method, &body);
+        let error = measured.outcome.as_ref().expect_err(label);
+        assert!(
+            error.starts_with("ResourceExhausted: a request of "),
+            "{label}: {error}"
+        );
+        check(&format!("gRPC {label}"), &[measured]);
+    }
+    // Around the edge of the budget: whichever way each goes, the ceiling holds.
+    for n in [1_000, 2_000, 3_000, 5_000] {
+        for (label, method, body) in [
+            ("additional destinations", "SetWeight", destinations(n)),
+            ("header matches", "SetHeaderRoute", header_matches(n)),
+            ("mirror matches", "SetMirrorRoute", mirror_matches(n)),
+        ] {
+            let measured = measure_grpc(method, &body);
+            check(&format!("gRPC {n} {label}"), &[measured]);
+        }
+    }
+    for (label, method, body) in [
+        (
+            "100 additional destinations",
+            "SetWeight",
+            destinations(100),
+        ),
+        ("100 header matches", "SetHeaderRoute", header_matches(100)),
+        ("100 mirror matches", "SetMirrorRoute", mirror_matches(100)),
+    ] {
+        let measured = measure_grpc(method, &body);
+        assert_eq!(measured.outcome.as_deref(), Ok(method), "{label}");
+        check(&format!("gRPC {label}"), &[measured]);
+    }
+}

@@ -564,3 +564,29 @@ async fn a_message_over_the_size_limit_is_refused_with_a_clear_error() {
         .into_inner();
     assert_eq!(reply.error_string, "");
 }
+
+#[tokio::test]
+async fn a_message_of_many_tiny_elements_is_refused_before_it_is_decoded() {
+    let plugin = Plugin::start().await;
+    let mut client = plugin.client();
+    // 400 000 empty additional destinations: 2 bytes each on the wire,
+    // about 0.8 MB, which prost would grow into tens of MB.
+    let mut request = set_weight(rollout(), 30);
+    request.additional_destinations = vec![pb::WeightDestination::default(); 400_000];
+    let status = client.set_weight(request).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().starts_with("a request of ")
+            && status.message().ends_with(" (4 per byte + 1048576)"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(plugin.cluster().writes(), 0);
+    // The connection still serves calls within the budget.
+    let reply = client
+        .set_weight(set_weight(rollout(), 30))
+        .await
+        .expect("SetWeight")
+        .into_inner();
+    assert_eq!(reply.error_string, "");
+}

@@ -5,6 +5,7 @@
 //! The process launch (magic cookie, socket, handshake line) is not here:
 //! the caller binds the listener and hands it to [`serve`].
 
+pub mod budget;
 mod go_plugin;
 mod router_service;
 

@@ -145,6 +145,7 @@ fn set_mirror_route(r: pb::SetMirrorRouteRequest) -> Result<Call, RequestError> 
 /// `error_string` comes back as `InvalidArgument` with that text.
 pub fn decode_request(method: &str, body: &[u8]) -> Result<Call, Status> {
     use prost::Message;
+    super::budget::check(body)?;
     let bad = |e: prost::DecodeError| Status::internal(e.to_string());
     let call = match method {
         "UpdateHash" => update_hash(pb::UpdateHashRequest::decode(body).map_err(bad)?),
