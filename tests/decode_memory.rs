@@ -5,10 +5,8 @@
 //! the README quotes. The gRPC rows measure the same from the protobuf
 //! message bytes (as tonic hands them to prost) to the decoded call.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use test_support::heap::{self, MEASURING};
 
 use gobwire::{Encoder, Interface};
 use istio_router::model;
@@ -20,41 +18,8 @@ use test_support::fixtures::{fixtures, rollout};
 use test_support::go_args::*;
 use test_support::host::encode_request;
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new) };
-        if !q.is_null() {
-            // Old and new blocks may both exist during the copy.
-            let live = LIVE.fetch_add(new, Ordering::Relaxed) + new;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// One measurement at a time (the harness runs tests on threads).
-static MEASURING: Mutex<()> = Mutex::new(());
+static ALLOC: heap::Counting = heap::Counting;
 
 /// The stated ceiling: decoding a request (framing, request stream, call
 /// decoding, the decoded call itself) never holds more heap than
@@ -78,8 +43,7 @@ fn measure_stream(bytes: &[u8]) -> Vec<Measured> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut started = pos;
-    let mut base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let mut base = heap::reset_peak();
     while pos < bytes.len() {
         let (start, len) = match split_message(&bytes[pos..]) {
             Ok(Some(frame)) => frame,
@@ -97,15 +61,14 @@ fn measure_stream(bytes: &[u8]) -> Vec<Measured> {
             }),
             Err(e) => Err(e.to_string()),
         };
-        let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+        let peak = heap::peak().saturating_sub(base);
         out.push(Measured {
             bytes: pos - started,
             peak,
             outcome,
         });
         started = pos;
-        base = LIVE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
+        base = heap::reset_peak();
     }
     out
 }
@@ -384,13 +347,12 @@ fn type_definitions_of_many_tiny_fields() {
         messages.push(m);
     }
     let bytes: usize = messages.iter().map(Vec::len).sum();
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = heap::reset_peak();
     let mut stream = RequestStream::new();
     for m in &messages {
         assert!(stream.push(m).expect("a definition").is_none());
     }
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let peak = heap::peak().saturating_sub(base);
     check(
         "type definitions",
         &[Measured {
@@ -406,12 +368,11 @@ fn type_definitions_of_many_tiny_fields() {
 
 /// Decodes one gRPC request body as the service does, measuring its peak.
 fn measure_grpc(method: &str, body: &[u8]) -> Measured {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = heap::reset_peak();
     let outcome = decode_request(method, body)
         .map(|call| call.name().to_string())
         .map_err(|status| format!("{:?}: {}", status.code(), status.message()));
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let peak = heap::peak().saturating_sub(base);
     Measured {
         bytes: body.len(),
         peak,

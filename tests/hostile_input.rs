@@ -3,10 +3,6 @@
 //! memory is bounded by the request, not by the counts it declares.
 //! Numbers, not wall time; `--nocapture` prints them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use gobwire::{Encoder, Interface};
 use istio_router::router::Call;
 use istio_router::transport::netrpc::calls::decode_call;
@@ -15,52 +11,11 @@ use istio_router::transport::netrpc::gob::{
 };
 use test_support::fixtures::{fixtures, rollout};
 use test_support::go_args::{CanaryStep, IntOrString, RolloutPause, SetWeightAndVerifyWeightArgs};
+use test_support::heap::{self, MEASURING, peak_during};
 use test_support::host::encode_request;
 
-/// Counts live and peak heap bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new) };
-        if !q.is_null() {
-            // Old and new blocks may both exist during the copy.
-            let live = LIVE.fetch_add(new, Ordering::Relaxed) + new;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// One measurement at a time (the test harness runs tests on threads).
-static MEASURING: Mutex<()> = Mutex::new(());
-
-/// Peak heap bytes above the level when `f` started.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
-}
+static ALLOC: heap::Counting = heap::Counting;
 
 /// Every call in `bytes` decoded as the server does; the calls or errors.
 fn decode_all(bytes: &[u8]) -> Vec<Result<Call, String>> {

@@ -3,70 +3,26 @@
 //! guard on heap bytes (counted, not timed), the input texts themselves
 //! included. The measured numbers for 50 MB of manifests are in the README.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use istio_router::simulate::{Output, Scenario, run};
 use std::path::PathBuf;
+use test_support::heap::{self, MEASURING, peak_during};
 
 use istio_router::validate::{self, Input, Manifests};
 
-/// Counts live and peak heap bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(p, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, layout, new) };
-        if !q.is_null() {
-            let live = LIVE.fetch_add(new, Ordering::Relaxed) + new;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// The counters are global: one measuring test at a time.
-static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ALLOC: heap::Counting = heap::Counting;
 
 fn measuring() -> std::sync::MutexGuard<'static, ()> {
     MEASURING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Heap bytes above what was live before, at the peak of `f`.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base))
-}
-
 /// Heap bytes above what was live before, after `f` (what it keeps) and
 /// at its peak.
 fn kept_and_peak<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = heap::reset_peak();
     let out = f();
-    let kept = LIVE.load(Ordering::Relaxed).saturating_sub(base);
-    (out, kept, PEAK.load(Ordering::Relaxed).saturating_sub(base))
+    let kept = heap::live().saturating_sub(base);
+    (out, kept, heap::peak().saturating_sub(base))
 }
 
 /// `count` VirtualServices and ConfigMaps the Rollout does not name.

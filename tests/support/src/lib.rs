@@ -22,6 +22,7 @@ pub mod fixtures;
 pub mod frames;
 pub mod go_args;
 pub mod go_build;
+pub mod heap;
 pub mod host;
 pub mod launch;
 pub mod mock_controller;
