@@ -340,7 +340,8 @@ fn refuse_on_errors(problems: &[validate::Problem]) -> Result<()> {
     let errors: Vec<String> = problems
         .iter()
         .filter(|p| p.severity == validate::Severity::Error)
-        .map(ToString::to_string)
+        // `main` prints "error: " before it, so the severity is not repeated.
+        .map(|p| format!("{}: {}", p.location(), p.what()))
         .collect();
     match errors.len() {
         0 => Ok(()),
