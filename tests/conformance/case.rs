@@ -1,5 +1,6 @@
 //! The conformance case format (`../shared/conformance/FORMAT.md`), parsed.
 
+use istio_router::istio::core::INHERITED_OPTIONS;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -229,19 +230,6 @@ pub fn expect_no_built_in_annotation(case: &mut Case) -> usize {
     changed
 }
 
-/// The request options a header or mirror route inherits from its primary
-/// route by default (docs/behaviour.md, "Header and mirror routes inherit
-/// the primary route").
-const INHERITED: [&str; 7] = [
-    "match",
-    "rewrite",
-    "timeout",
-    "retries",
-    "headers",
-    "corsPolicy",
-    "fault",
-];
-
 /// A deliberate difference from the built-in, for cases written against
 /// it (the shared ones and any others this runner has never seen, from
 /// `CONFORMANCE_CASES_DIR`): by default header and mirror routes inherit
@@ -266,8 +254,9 @@ pub fn built_in_header_route_shape(case: &mut Case) -> bool {
         .filter_map(|o| o.pointer("/spec/http").and_then(Value::as_array))
         .flatten()
         .any(|route| {
-            INHERITED
-                .iter()
+            // Its match and the request options it would pass on.
+            std::iter::once(&"match")
+                .chain(&INHERITED_OPTIONS)
                 .any(|key| route.get(*key).is_some_and(|v| !v.is_null()))
         });
     if !sets_routes || !differs {

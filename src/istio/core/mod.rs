@@ -21,6 +21,7 @@ pub use destination_rule::{
     update_destination_rule, update_destination_rule_holding,
 };
 pub use header_route::set_header_route;
+pub use inherit::INHERITED_OPTIONS;
 pub use managed_routes::remove_managed_routes;
 pub use mirror_route::set_mirror_route;
 pub use weights::{WeightRequest, check_additional_names, set_weight};
