@@ -7,14 +7,12 @@
 //
 //	go-client -scenario host -plugin ./rollouts-plugin-trafficrouter-istio [-- plugin args...]
 //	go-client -serve -plugin-name conformance/istio -plugin ./bin -- --plugin-name conformance/istio
-//	go-client -bench -plugin ./bin
 //	go-client -peers -plugin ./bin [-namespace ns -rollouts n -distinct n -distinct-namespace ns -distinct-weight w]
 //
 // -scenario drives a fixed sequence of calls and checks each answer (one
 // line per call on stdout, `ok SetWeight 20`; exit status 1 on any
-// mismatch). -serve answers calls read from stdin (see serve.go). -bench
-// measures the plugin (see bench.go); -peers measures it for the peers
-// benchmark (see peers.go).
+// mismatch). -serve answers calls read from stdin (see serve.go). -peers
+// measures the plugin for the peers benchmark (see peers.go, measure.go).
 package main
 
 import (
@@ -48,10 +46,9 @@ func main() {
 	pluginPath := flag.String("plugin", "", "path of the plugin binary")
 	pluginName := flag.String("plugin-name", "argoproj-labs/istio", "the plugin's name in the controller's ConfigMap")
 	keepGoing := flag.Bool("keep-going", false, "report every mismatch instead of stopping at the first")
-	timeout := flag.Duration("timeout", time.Minute, "with -scenario or -bench: give up after this long")
+	timeout := flag.Duration("timeout", time.Minute, "with -scenario or -peers: give up after this long")
 	serveMode := flag.Bool("serve", false, "answer calls read as JSON lines from stdin")
-	bench := flag.Bool("bench", false, "measure the plugin (latency, throughput, memory) instead of driving a scenario")
-	rollouts := flag.Int("rollouts", 16, "with -bench or -peers: how many rollouts the calls go round")
+	rollouts := flag.Int("rollouts", 16, "with -peers: how many rollouts the calls go round")
 	peers := flag.Bool("peers", false, "measure the plugin for the peers benchmark (JSON result line)")
 	namespace := flag.String("namespace", "team", "with -peers: the rollouts' namespace")
 	distinctNamespace := flag.String("distinct-namespace", "team-bulk", "with -peers: the distinct rollouts' namespace")
@@ -61,7 +58,7 @@ func main() {
 
 	build, ok := scenarios[*scenarioName]
 	if *pluginPath == "" || !ok || *rollouts < 1 {
-		fmt.Fprintf(os.Stderr, "usage: go-client [-serve | -bench [-rollouts n] | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-namespace ns] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
+		fmt.Fprintf(os.Stderr, "usage: go-client [-serve | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-namespace ns] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
 		os.Exit(2)
 	}
 	logs := &logWatch{}
@@ -88,14 +85,6 @@ func main() {
 	defer removeWorkDir()
 	if *peers {
 		if failure := runPeers(c, &current, *namespace, *distinctNamespace, *rollouts, *distinct, int32(*distinctWeight)); failure != "" {
-			fmt.Printf("FAIL %s\n", failure)
-			removeWorkDir()
-			os.Exit(1)
-		}
-		return
-	}
-	if *bench {
-		if failure := runBench(c, &current, *rollouts); failure != "" {
 			fmt.Printf("FAIL %s\n", failure)
 			removeWorkDir()
 			os.Exit(1)
