@@ -338,7 +338,9 @@ async fn install(cluster: &Cluster, objects: &Objects) -> anyhow::Result<PathBuf
             "peers-bench",
         )
         .await?;
-    let token = service_account_token(objects).await?;
+    let token = objects
+        .service_account_token(CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT)
+        .await?;
     let kubeconfig = cluster.work_dir().join("plugin.kubeconfig");
     write_kubeconfig(
         &kubeconfig,
@@ -352,31 +354,6 @@ async fn install(cluster: &Cluster, objects: &Objects) -> anyhow::Result<PathBuf
         started.elapsed().as_secs_f64()
     );
     Ok(kubeconfig)
-}
-
-/// A token for the controller's ServiceAccount (TokenRequest API), as the
-/// end-to-end tier's controller.rs gets one (copied: that module brings the
-/// whole controller start-up with it).
-async fn service_account_token(objects: &Objects) -> anyhow::Result<String> {
-    let api = objects.api("ServiceAccount", CONTROLLER_NAMESPACE).await?;
-    let request = json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 7200}
-    });
-    let response: Value = api
-        .create_subresource(
-            "token",
-            CONTROLLER_SERVICE_ACCOUNT,
-            &Default::default(),
-            &request,
-        )
-        .await
-        .context("requesting a ServiceAccount token")?;
-    response["status"]["token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("TokenRequest returned no token: {response}"))
 }
 
 /// The API server's audit log: every request of the controller's

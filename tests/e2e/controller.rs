@@ -172,7 +172,9 @@ impl Controller {
         }
         let plugin_name = install_plugin_manifest(&objects, plugin, release_port).await?;
 
-        let token = service_account_token(&objects).await?;
+        let token = objects
+            .service_account_token(CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT)
+            .await?;
         let dir = cluster.work_dir().join(format!("controller-{version}"));
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join("controller.kubeconfig");
@@ -385,30 +387,6 @@ async fn install_plugin_manifest(
             .await?;
     }
     Ok(plugin_name)
-}
-
-/// A token for the controller's ServiceAccount (the TokenRequest API, as
-/// the kubelet mounts one into the controller's pod).
-async fn service_account_token(objects: &Objects) -> anyhow::Result<String> {
-    let api = objects.api("ServiceAccount", CONTROLLER_NAMESPACE).await?;
-    let request = json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 7200}
-    });
-    let response: Value = api
-        .create_subresource(
-            "token",
-            CONTROLLER_SERVICE_ACCOUNT,
-            &Default::default(),
-            &request,
-        )
-        .await
-        .context("requesting a ServiceAccount token")?;
-    response["status"]["token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("TokenRequest returned no token: {response}"))
 }
 
 fn children_of(parent: i32) -> Vec<i32> {

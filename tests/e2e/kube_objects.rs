@@ -256,6 +256,29 @@ impl Objects {
         self.kinds.lock().await.clear();
         Ok(())
     }
+
+    /// A token for the ServiceAccount `namespace/name` (the TokenRequest
+    /// API, as the kubelet mounts one into a pod).
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<String> {
+        let api = self.api("ServiceAccount", namespace).await?;
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 7200}
+        });
+        let response: Value = api
+            .create_subresource("token", name, &Default::default(), &request)
+            .await
+            .context("requesting a ServiceAccount token")?;
+        response["status"]["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("TokenRequest returned no token: {response}"))
+    }
 }
 
 /// The documents of a multi-document YAML text, as JSON (empty ones skipped).
