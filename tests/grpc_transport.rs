@@ -534,6 +534,21 @@ async fn a_hung_call_does_not_hold_shutdown_open() {
         .expect("serve returns cleanly");
 }
 
+/// After a refused request: nothing was written, and the connection still
+/// serves a request within the limits.
+async fn still_serves_without_writes(
+    plugin: &Plugin,
+    client: &mut TrafficRouterPluginClient<Channel>,
+) {
+    assert_eq!(plugin.cluster().writes(), 0);
+    let reply = client
+        .set_weight(set_weight(rollout(), 30))
+        .await
+        .expect("SetWeight")
+        .into_inner();
+    assert_eq!(reply.error_string, "");
+}
+
 #[tokio::test]
 async fn a_message_over_the_size_limit_is_refused_with_a_clear_error() {
     let plugin = Plugin::start().await;
@@ -555,14 +570,7 @@ async fn a_message_over_the_size_limit_is_refused_with_a_clear_error() {
         "{}",
         status.message()
     );
-    assert_eq!(plugin.cluster().writes(), 0);
-    // The connection still serves calls within the limit.
-    let reply = client
-        .set_weight(set_weight(rollout(), 30))
-        .await
-        .expect("SetWeight")
-        .into_inner();
-    assert_eq!(reply.error_string, "");
+    still_serves_without_writes(&plugin, &mut client).await;
 }
 
 #[tokio::test]
@@ -581,12 +589,5 @@ async fn a_message_of_many_tiny_elements_is_refused_before_it_is_decoded() {
         "{}",
         status.message()
     );
-    assert_eq!(plugin.cluster().writes(), 0);
-    // The connection still serves calls within the budget.
-    let reply = client
-        .set_weight(set_weight(rollout(), 30))
-        .await
-        .expect("SetWeight")
-        .into_inner();
-    assert_eq!(reply.error_string, "");
+    still_serves_without_writes(&plugin, &mut client).await;
 }
