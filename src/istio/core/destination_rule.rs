@@ -467,30 +467,25 @@ mod tests {
 
     #[test]
     fn a_hold_names_the_replica_set_and_its_availability() {
-        let sets = [rs("r-c1", "c1", 3, 1), rs("r-s1", "s1", 3, 3)];
-        let holds = switch_holds(
-            &dr("s1", "s1"),
-            &reference(),
-            &rollout(false),
-            "c1",
-            "s1",
-            &sets,
-        );
+        // Both subsets on s1; the canary moves to c1.
+        let holds_for = |sets: &[ReplicaSetInfo]| {
+            switch_holds(
+                &dr("s1", "s1"),
+                &reference(),
+                &rollout(false),
+                "c1",
+                "s1",
+                sets,
+            )
+        };
+        let holds = holds_for(&[rs("r-c1", "c1", 3, 1), rs("r-s1", "s1", 3, 3)]);
         assert_eq!(holds.len(), 1);
         assert_eq!(holds[0].role, Role::Canary);
         assert_eq!(
             holds[0].to_string(),
             "holding subset 'canary' on its current pods: ReplicaSet r-c1 (hash c1) has 1 of 3 replicas available"
         );
-        let sets = [rs("r-c1", "c1", 0, 0), rs("r-s1", "s1", 3, 3)];
-        let holds = switch_holds(
-            &dr("s1", "s1"),
-            &reference(),
-            &rollout(false),
-            "c1",
-            "s1",
-            &sets,
-        );
+        let holds = holds_for(&[rs("r-c1", "c1", 0, 0), rs("r-s1", "s1", 3, 3)]);
         assert_eq!(
             holds[0].to_string(),
             "holding subset 'canary' on its current pods: ReplicaSet r-c1 (hash c1) has not been scaled up yet (0 replicas)"
