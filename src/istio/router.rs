@@ -307,15 +307,15 @@ impl<C: Cluster> TrafficRouter for IstioRouter<C> {
             },
         )
         .await?;
-        let held = |role: core::Role, hash| match switch(role, hash) {
+        let shown = |switch| match switch {
             core::SubsetSwitch::Hold => "(held)",
             core::SubsetSwitch::To(hash) => hash,
         };
         let change = Change::SubsetsSwitched {
             canary_subset: &reference.canary_subset_name,
-            canary_hash: held(core::Role::Canary, canary_hash),
+            canary_hash: shown(canary),
             stable_subset: &reference.stable_subset_name,
-            stable_hash: held(core::Role::Stable, stable_hash),
+            stable_hash: shown(stable),
         };
         report(&self.cluster, rollout, &[&key], written, change).await;
         Ok(())
