@@ -1,4 +1,4 @@
-//! The conformance case format (`../shared/conformance/FORMAT.md`), parsed.
+//! The conformance case format (`tests/conformance/FORMAT.md`), parsed.
 
 use istio_router::istio::core::INHERITED_OPTIONS;
 use std::path::{Path, PathBuf};
