@@ -226,7 +226,7 @@ impl Controller {
         let mut controller = Controller {
             version: version.to_string(),
             process,
-            kubectl_plugin: tools.kubectl_plugin.clone(),
+            kubectl_plugin: built.kubectl_plugin.clone(),
             admin_kubeconfig: cluster.admin_kubeconfig.clone(),
             plugin_name,
             audit_log: cluster.audit_log.clone(),

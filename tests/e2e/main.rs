@@ -23,12 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context as _;
+
 use crate::cluster::Cluster;
 use crate::controller::{Controller, PluginArtifact};
-
-/// The controller releases the tier proves the plugin against: the latest
-/// and the previous minor. Each has its own module under `controller/`.
-const CONTROLLER_VERSIONS: [&str; 3] = ["v1.10.2", "v1.9.3", "v1.7.2"];
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -55,15 +53,23 @@ fn main() -> ExitCode {
 async fn run() -> anyhow::Result<(usize, usize)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scenarios = load_scenarios(root)?;
-    let versions = selected_versions();
+    let kubernetes = selected_kubernetes(root)?;
+    let versions = selected_versions(root)?;
 
     let started = Instant::now();
-    let built = tools::build_all(root, &versions)?;
+    let mut builds = Vec::new();
+    for release in &kubernetes {
+        builds.push(tools::build_all(root, release, &versions)?);
+    }
     eprintln!(
         "e2e: Go programs ready in {:.1}s (cache {})",
         started.elapsed().as_secs_f64(),
-        built.cache_dir.display()
+        tools::cache_dir()?.display()
     );
+    if std::env::var_os("E2E_BUILD_ONLY").is_some() {
+        println!("e2e: built, nothing run (E2E_BUILD_ONLY)");
+        return Ok((0, 0));
+    }
     let plugin = PluginArtifact::locate(root)?;
     eprintln!(
         "e2e: plugin {} (sha256 {}) installed through {}{}",
@@ -77,10 +83,44 @@ async fn run() -> anyhow::Result<(usize, usize)> {
         }
     );
 
+    let (mut passed, mut failed) = (0, 0);
+    match check_minimum_version(root, &plugin.manifest, &versions) {
+        Ok(summary) => {
+            passed += 1;
+            println!("PASS minimum-version: {summary}");
+        }
+        Err(why) => {
+            failed += 1;
+            println!("FAIL minimum-version: {why}");
+        }
+    }
+    for built in &builds {
+        println!(
+            "e2e: Kubernetes {}, argo-rollouts {}",
+            built.kubernetes,
+            versions.join(", ")
+        );
+        let (p, f) = run_cluster(root, built, &versions, &scenarios, &plugin).await?;
+        passed += p;
+        failed += f;
+    }
+    println!("e2e: {passed} passed, {failed} failed");
+    Ok((passed, failed))
+}
+
+/// One cluster of one Kubernetes release; every controller release in turn.
+async fn run_cluster(
+    root: &Path,
+    built: &tools::Built,
+    versions: &[String],
+    scenarios: &[scenario::Scenario],
+    plugin: &PluginArtifact,
+) -> anyhow::Result<(usize, usize)> {
     let started = Instant::now();
-    let cluster = Cluster::start(&built, root).await?;
+    let cluster = Cluster::start(built, root).await?;
     eprintln!(
-        "e2e: cluster up in {:.1}s (work dir {})",
+        "e2e: cluster (Kubernetes {}) up in {:.1}s (work dir {})",
+        built.kubernetes,
         started.elapsed().as_secs_f64(),
         cluster.work_dir().display()
     );
@@ -95,26 +135,15 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     let release_port = release_server.as_ref().map(|s| s.port);
 
     let (mut passed, mut failed) = (0, 0);
-    match check_minimum_version(&plugin.manifest, &versions) {
-        Ok(summary) => {
-            passed += 1;
-            println!("PASS minimum-version: {summary}");
-        }
-        Err(why) => {
-            failed += 1;
-            println!("FAIL minimum-version: {why}");
-        }
-    }
-    for version in &versions {
+    for version in versions {
         let started = Instant::now();
-        let controller =
-            Controller::start(&cluster, &built, version, &plugin, release_port).await?;
+        let controller = Controller::start(&cluster, built, version, plugin, release_port).await?;
         eprintln!(
             "e2e: argo-rollouts {version} running with plugin {}",
             controller.plugin_name
         );
         let outcomes =
-            runner::run_all(&cluster, &controller, &scenarios, &built.argocd_normalize).await;
+            runner::run_all(&cluster, &controller, scenarios, &built.argocd_normalize).await;
         for outcome in &outcomes {
             match &outcome.failure {
                 None => {
@@ -154,7 +183,6 @@ async fn run() -> anyhow::Result<(usize, usize)> {
         server.stop();
     }
     cluster.finish(failed == 0);
-    println!("e2e: {passed} passed, {failed} failed");
     Ok((passed, failed))
 }
 
@@ -162,7 +190,11 @@ async fn run() -> anyhow::Result<(usize, usize)> {
 /// must be the one the plugin itself states (simulate's checks use it) and
 /// no newer than any release this tier runs, and one of the releases the
 /// tier runs by default: the minimum stated is the minimum proven.
-fn check_minimum_version(manifest: &Path, versions: &[String]) -> Result<String, String> {
+fn check_minimum_version(
+    root: &Path,
+    manifest: &Path,
+    versions: &[String],
+) -> Result<String, String> {
     let text =
         std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let stated = text
@@ -183,11 +215,12 @@ fn check_minimum_version(manifest: &Path, versions: &[String]) -> Result<String,
             manifest.display()
         ));
     }
-    if !CONTROLLER_VERSIONS.contains(&stated.to_string().as_str()) {
+    let defaults = default_versions(root).map_err(|e| format!("{e:#}"))?;
+    if !defaults.contains(&stated.to_string()) {
         return Err(format!(
-            "{} states {stated}, which is not a release the tier runs ({})",
+            "{} states {stated}, which is not a release the tier runs by default ({})",
             manifest.display(),
-            CONTROLLER_VERSIONS.join(", ")
+            defaults.join(", ")
         ));
     }
     for version in versions {
@@ -222,10 +255,37 @@ fn load_scenarios(root: &Path) -> anyhow::Result<Vec<scenario::Scenario>> {
     Ok(scenarios)
 }
 
-/// `E2E_CONTROLLERS=v1.10.2` narrows the versions (for a quick local run).
-fn selected_versions() -> Vec<String> {
-    match std::env::var("E2E_CONTROLLERS") {
-        Ok(list) if !list.is_empty() => list.split(',').map(str::to_string).collect(),
-        _ => CONTROLLER_VERSIONS.iter().map(|v| v.to_string()).collect(),
+/// `E2E_KUBERNETES=v1.35.4,v1.37.2` or `all` (one cluster each, in turn);
+/// default the newest module under `kubernetes/`.
+fn selected_kubernetes(root: &Path) -> anyhow::Result<Vec<String>> {
+    match std::env::var("E2E_KUBERNETES") {
+        Ok(list) if !list.is_empty() => tools::select(root, "kubernetes", &list),
+        _ => {
+            Ok(vec![tools::available(root, "kubernetes")?.pop().context(
+                "no Kubernetes module under tests/e2e/kubernetes",
+            )?])
+        }
     }
+}
+
+/// `E2E_CONTROLLERS=v1.10.2,v1.8.5` or `all`; default the newest release
+/// with a module under `controller/` and the minimum the plugin states.
+fn selected_versions(root: &Path) -> anyhow::Result<Vec<String>> {
+    match std::env::var("E2E_CONTROLLERS") {
+        Ok(list) if !list.is_empty() => tools::select(root, "controller", &list),
+        _ => default_versions(root),
+    }
+}
+
+fn default_versions(root: &Path) -> anyhow::Result<Vec<String>> {
+    let known = tools::available(root, "controller")?;
+    let newest = known
+        .last()
+        .context("no controller module under tests/e2e/controller")?;
+    let minimum = istio_router::controller::MINIMUM_SUPPORTED.to_string();
+    let mut versions = vec![newest.clone()];
+    if &minimum != newest {
+        versions.push(tools::select(root, "controller", &minimum)?.remove(0));
+    }
+    Ok(versions)
 }

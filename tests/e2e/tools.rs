@@ -1,6 +1,18 @@
 //! Builds the Go programs from the pinned modules under `tests/e2e/` into a
 //! cache outside the checkout. `go build -o` relinks nothing that is up to
 //! date, so a second run costs seconds; the first builds everything once.
+//!
+//! The modules, one directory each:
+//! - `etcd/`: etcd's own server (`etcdmain`);
+//! - `kubernetes/<version>/`: kube-apiserver and kube-controller-manager of
+//!   one Kubernetes release;
+//! - `istio/`: `istio.io/api`, whose CRDs the tier installs;
+//! - `controller/<version>/`: one argo-rollouts release (controller, CRDs,
+//!   stock RBAC);
+//! - `argocd/`: Argo CD's diff normalization.
+//!
+//! `kubectl argo-rollouts` is built once, from the newest controller module:
+//! users run one kubectl plugin against whatever controller they have.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +27,14 @@ use anyhow::{Context, bail};
 pub const GO_TOOLCHAIN: &str = "go1.27.3";
 
 pub struct Built {
-    pub cache_dir: PathBuf,
     pub etcd: PathBuf,
+    pub kubernetes: String,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
-    /// Per controller version: `rollouts-controller` and `kubectl-argo-rollouts`.
+    /// Per controller version: `rollouts-controller` and its module.
     pub controllers: HashMap<String, ControllerTools>,
+    /// `kubectl-argo-rollouts` of the newest controller module.
+    pub kubectl_plugin: PathBuf,
     /// The module directories holding files the tier installs from.
     pub istio_api_dir: PathBuf,
     /// Argo CD's managedFieldsManagers normalization (`argocd/`).
@@ -29,9 +43,51 @@ pub struct Built {
 
 pub struct ControllerTools {
     pub controller: PathBuf,
-    pub kubectl_plugin: PathBuf,
     /// The argo-rollouts module itself (CRDs and the stock ClusterRole).
     pub module_dir: PathBuf,
+}
+
+/// A release `vMAJOR.MINOR.PATCH`, ordered numerically.
+pub fn release_key(version: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = version.strip_prefix('v')?.split('.').map(str::parse);
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c)), None) => Some((a, b, c)),
+        _ => None,
+    }
+}
+
+/// The releases that have a module under `tests/e2e/<kind>/`, oldest first.
+pub fn available(root: &Path, kind: &str) -> anyhow::Result<Vec<String>> {
+    let dir = root.join("tests/e2e").join(kind);
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if release_key(&name).is_some() && entry.path().join("go.mod").is_file() {
+            versions.push(name);
+        }
+    }
+    versions.sort_by_key(|v| release_key(v));
+    Ok(versions)
+}
+
+/// `list` (comma-separated, or `all`) checked against the modules present.
+pub fn select(root: &Path, kind: &str, list: &str) -> anyhow::Result<Vec<String>> {
+    let known = available(root, kind)?;
+    if list == "all" {
+        return Ok(known);
+    }
+    let mut chosen = Vec::new();
+    for version in list.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        if !known.iter().any(|k| k == version) {
+            bail!(
+                "no module for {kind} {version} under tests/e2e/{kind} (have: {})",
+                known.join(", ")
+            );
+        }
+        chosen.push(version.to_string());
+    }
+    Ok(chosen)
 }
 
 /// `$E2E_CACHE_DIR`, else `$XDG_CACHE_HOME/rollouts-plugin-trafficrouter-istio/e2e`,
@@ -47,71 +103,65 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("rollouts-plugin-trafficrouter-istio/e2e"))
 }
 
-pub fn build_all(root: &Path, versions: &[String]) -> anyhow::Result<Built> {
+pub fn build_all(root: &Path, kubernetes: &str, versions: &[String]) -> anyhow::Result<Built> {
     let go = find_go()?;
-    let cache_dir = cache_dir()?;
     let e2e = root.join("tests/e2e");
+    let bin = cache_dir()?.join("bin");
 
-    let cluster_module = e2e.join("cluster");
-    let cluster_bin = cache_dir.join("bin/cluster");
+    go_build(&go, &e2e.join("etcd"), &bin.join("etcd"), &["."])?;
+    let kubernetes_module = e2e.join("kubernetes").join(kubernetes);
+    let kubernetes_bin = bin.join("kubernetes").join(kubernetes);
     go_build(
         &go,
-        &cluster_module,
-        &cluster_bin,
+        &kubernetes_module,
+        &kubernetes_bin,
         &[
-            "./etcd",
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
         ],
     )?;
-    let istio_api_dir = module_dir(&go, &cluster_module, "istio.io/api")?;
-    let argocd_bin = cache_dir.join("bin/argocd");
-    go_build(&go, &e2e.join("argocd"), &argocd_bin, &["."])?;
+    let istio_api_dir = module_dir(&go, &e2e.join("istio"), "istio.io/api")?;
+    go_build(&go, &e2e.join("argocd"), &bin.join("argocd"), &["."])?;
+
+    // The kubectl plugin of the newest release present, for every controller.
+    let newest = available(root, "controller")?
+        .pop()
+        .context("no controller module under tests/e2e/controller")?;
+    let kubectl_bin = bin.join("controller").join(&newest);
+    go_build(
+        &go,
+        &e2e.join("controller").join(&newest),
+        &kubectl_bin,
+        &["github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts"],
+    )?;
 
     let mut controllers = HashMap::new();
     for version in versions {
         let module = e2e.join("controller").join(version);
-        if !module.join("go.mod").is_file() {
-            let known: Vec<String> = std::fs::read_dir(e2e.join("controller"))
-                .map(|entries| {
-                    entries
-                        .filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            bail!(
-                "no module for argo-rollouts {version} under tests/e2e/controller (have: {})",
-                known.join(", ")
-            );
-        }
-        let bin = cache_dir.join("bin").join(version);
+        let out = bin.join("controller").join(version);
         go_build(
             &go,
             &module,
-            &bin,
-            &[
-                "github.com/argoproj/argo-rollouts/cmd/rollouts-controller",
-                "github.com/argoproj/argo-rollouts/cmd/kubectl-argo-rollouts",
-            ],
+            &out,
+            &["github.com/argoproj/argo-rollouts/cmd/rollouts-controller"],
         )?;
         controllers.insert(
             version.clone(),
             ControllerTools {
-                controller: bin.join("rollouts-controller"),
-                kubectl_plugin: bin.join("kubectl-argo-rollouts"),
+                controller: out.join("rollouts-controller"),
                 module_dir: module_dir(&go, &module, "github.com/argoproj/argo-rollouts")?,
             },
         );
     }
     Ok(Built {
-        etcd: cluster_bin.join("etcd"),
-        kube_apiserver: cluster_bin.join("kube-apiserver"),
-        kube_controller_manager: cluster_bin.join("kube-controller-manager"),
-        cache_dir,
+        etcd: bin.join("etcd/etcd"),
+        kubernetes: kubernetes.to_string(),
+        kube_apiserver: kubernetes_bin.join("kube-apiserver"),
+        kube_controller_manager: kubernetes_bin.join("kube-controller-manager"),
         controllers,
+        kubectl_plugin: kubectl_bin.join("kubectl-argo-rollouts"),
         istio_api_dir,
-        argocd_normalize: argocd_bin.join("argocd"),
+        argocd_normalize: bin.join("argocd/argocd"),
     })
 }
 
@@ -145,9 +195,10 @@ fn go_command(go: &Path, module: &Path) -> Command {
 fn go_build(go: &Path, module: &Path, out: &Path, packages: &[&str]) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let started = Instant::now();
+    // No DWARF: the tier never debugs these programs, and the linker's
+    // time on kube-apiserver's symbol tables is the largest part of a relink.
     let output = go_command(go, module)
-        .arg("build")
-        .arg("-o")
+        .args(["build", "-ldflags=-s -w", "-o"])
         .arg(format!("{}/", out.display()))
         .args(packages)
         .output()
@@ -159,16 +210,32 @@ fn go_build(go: &Path, module: &Path, out: &Path, packages: &[&str]) -> anyhow::
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let name = module
+        .strip_prefix(module.ancestors().nth(2).unwrap_or(module))
+        .unwrap_or(module);
     eprintln!(
         "e2e: built {} in {:.1}s",
-        module.file_name().unwrap_or_default().to_string_lossy(),
+        name.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
 /// Where the go command keeps a module the given module requires.
+/// Downloads it first: nothing may be built from a module the tier only
+/// reads files from.
 fn module_dir(go: &Path, module: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let download = go_command(go, module)
+        .args(["mod", "download", path])
+        .output()
+        .with_context(|| format!("running go mod download in {}", module.display()))?;
+    if !download.status.success() {
+        bail!(
+            "go mod download {path} in {} failed: {}",
+            module.display(),
+            String::from_utf8_lossy(&download.stderr)
+        );
+    }
     let output = go_command(go, module)
         .args(["list", "-m", "-f", "{{.Dir}}", path])
         .output()

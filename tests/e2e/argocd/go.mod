@@ -49,7 +49,7 @@ replace (
 )
 
 require (
-	github.com/argoproj/argo-cd/v3 v3.6.1
+	github.com/argoproj/argo-cd/v3 v3.6.2
 	k8s.io/apimachinery v0.37.0
 )
 
