@@ -14,6 +14,7 @@
 //! * `update-manifest` copies `target/dist/plugin-manifest.yaml` over the
 //!   committed one (after a `dist` of a clean checkout).
 
+mod e2e_matrix;
 mod manifest;
 mod oci;
 
@@ -46,15 +47,17 @@ fn main() -> std::process::ExitCode {
         ["reproduce"] => reproduce(None),
         ["reproduce", commit] => reproduce(Some(commit)),
         ["update-manifest"] => update_manifest(),
+        ["e2e-matrix"] => e2e_matrix::run(&workspace_root()),
         ["start-time"] => start_time(20),
         ["start-time", n] => n.parse().map_err(anyhow::Error::from).and_then(start_time),
         _ => {
             eprintln!(
-                "usage: cargo xtask dist | reproduce [COMMIT] | update-manifest | start-time [N]\n\
+                "usage: cargo xtask dist | reproduce [COMMIT] | update-manifest | start-time [N] | e2e-matrix\n\
                  \n  dist             release binaries, checksums, plugin-manifest.yaml and OCI image in target/dist/\
                  \n  reproduce        rebuild a commit from `git archive` elsewhere and compare the bytes\
                  \n  update-manifest  copy target/dist/plugin-manifest.yaml over the committed one\
-                 \n  start-time       exec to handshake line of target/dist's binaries, N runs each (arm64 under qemu)"
+                 \n  start-time       exec to handshake line of target/dist's binaries, N runs each (arm64 under qemu)\
+                 \n  e2e-matrix       the e2e tier on every Kubernetes x argo-rollouts release; writes docs/controller-compat.md"
             );
             return std::process::ExitCode::from(2);
         }
