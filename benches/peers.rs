@@ -3,7 +3,8 @@
 //! Rollouts controller's own plugin client, argo-rollouts v1.10.2 and
 //! go-plugin v1.7.0, with real `v1alpha1.Rollout` values), interleaved
 //! over repeats, against the real kube-apiserver of the end-to-end tier
-//! (etcd, kube-apiserver, kube-controller-manager from `tests/e2e/cluster`,
+//! (etcd, kube-apiserver, kube-controller-manager from `tests/e2e/etcd` and
+//! `tests/e2e/kubernetes`,
 //! Istio's CRDs from `istio.io/api`).
 //!
 //! Columns: `ours` (the release binary, doing its real work on
@@ -186,9 +187,9 @@ async fn run(go_client: &Path, go_floor: &Path) -> anyhow::Result<()> {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let started = Instant::now();
-    let built = tools::build_all(root, &[])?;
+    let built = tools::build_all(root, &tools::newest(root, "kubernetes")?, &[])?;
     let cluster = Cluster::start(&built, root).await?;
-    let outcome = measure(&cluster, go_client, go_floor, repeats).await;
+    let outcome = measure(&cluster, &built.kubernetes, go_client, go_floor, repeats).await;
     cluster.finish(outcome.is_ok());
     outcome?;
     println!("peers: done in {:.0} s", started.elapsed().as_secs_f64());
@@ -197,6 +198,7 @@ async fn run(go_client: &Path, go_floor: &Path) -> anyhow::Result<()> {
 
 async fn measure(
     cluster: &Cluster,
+    kubernetes: &str,
     go_client: &Path,
     go_floor: &Path,
     repeats: usize,
@@ -207,7 +209,7 @@ async fn measure(
     println!(
         "peers: {repeats} interleaved repeats through argo-rollouts v1.10.2's plugin client, \
          {ROLLOUTS} rollouts (+{DISTINCT} distinct), against a real kube-apiserver \
-         (k8s.io/kubernetes v1.34.5, the end-to-end tier's cluster); load average at start {}",
+         (k8s.io/kubernetes {kubernetes}, the end-to-end tier's cluster); load average at start {}",
         loadavg()
     );
     // PEERS_OURS: another build of this plugin in the `ours` column (a

@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context as _;
-
 use crate::cluster::Cluster;
 use crate::controller::{Controller, PluginArtifact};
 
@@ -260,11 +258,7 @@ fn load_scenarios(root: &Path) -> anyhow::Result<Vec<scenario::Scenario>> {
 fn selected_kubernetes(root: &Path) -> anyhow::Result<Vec<String>> {
     match std::env::var("E2E_KUBERNETES") {
         Ok(list) if !list.is_empty() => tools::select(root, "kubernetes", &list),
-        _ => {
-            Ok(vec![tools::available(root, "kubernetes")?.pop().context(
-                "no Kubernetes module under tests/e2e/kubernetes",
-            )?])
-        }
+        _ => Ok(vec![tools::newest(root, "kubernetes")?]),
     }
 }
 
@@ -278,13 +272,10 @@ fn selected_versions(root: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 fn default_versions(root: &Path) -> anyhow::Result<Vec<String>> {
-    let known = tools::available(root, "controller")?;
-    let newest = known
-        .last()
-        .context("no controller module under tests/e2e/controller")?;
+    let newest = tools::newest(root, "controller")?;
     let minimum = istio_router::controller::MINIMUM_SUPPORTED.to_string();
     let mut versions = vec![newest.clone()];
-    if &minimum != newest {
+    if minimum != newest {
         versions.push(tools::select(root, "controller", &minimum)?.remove(0));
     }
     Ok(versions)

@@ -71,6 +71,13 @@ pub fn available(root: &Path, kind: &str) -> anyhow::Result<Vec<String>> {
     Ok(versions)
 }
 
+/// The newest release with a module under `tests/e2e/<kind>/`.
+pub fn newest(root: &Path, kind: &str) -> anyhow::Result<String> {
+    available(root, kind)?
+        .pop()
+        .with_context(|| format!("no module under tests/e2e/{kind}"))
+}
+
 /// `list` (comma-separated, or `all`) checked against the modules present.
 pub fn select(root: &Path, kind: &str, list: &str) -> anyhow::Result<Vec<String>> {
     let known = available(root, kind)?;
@@ -124,9 +131,7 @@ pub fn build_all(root: &Path, kubernetes: &str, versions: &[String]) -> anyhow::
     go_build(&go, &e2e.join("argocd"), &bin.join("argocd"), &["."])?;
 
     // The kubectl plugin of the newest release present, for every controller.
-    let newest = available(root, "controller")?
-        .pop()
-        .context("no controller module under tests/e2e/controller")?;
+    let newest = newest(root, "controller")?;
     let kubectl_bin = bin.join("controller").join(&newest);
     go_build(
         &go,
