@@ -50,7 +50,7 @@ fn decode_stream_timed(bytes: &[u8]) -> Vec<(RawRequest, Call, std::time::Durati
 fn recorded_calls(scenario: &str) -> Vec<(String, Value)> {
     let dir = fixtures().join(scenario);
     let mut stems: Vec<String> = std::fs::read_dir(&dir)
-        .expect("fixture directory (../shared next to the crate)")
+        .expect("fixture directory (tests/fixtures/real-controller)")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
             name.strip_suffix(".args.json").map(str::to_string)

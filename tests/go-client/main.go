@@ -8,11 +8,15 @@
 //	go-client -scenario host -plugin ./rollouts-plugin-trafficrouter-istio [-- plugin args...]
 //	go-client -serve -plugin-name conformance/istio -plugin ./bin -- --plugin-name conformance/istio
 //	go-client -peers -plugin ./bin [-namespace ns -rollouts n -distinct n -distinct-namespace ns -distinct-weight w]
+//	go-client -record ../fixtures/real-controller [-plugin ./bin [-- plugin args...]]
 //
 // -scenario drives a fixed sequence of calls and checks each answer (one
 // line per call on stdout, `ok SetWeight 20`; exit status 1 on any
 // mismatch). -serve answers calls read from stdin (see serve.go). -peers
 // measures the plugin for the peers benchmark (see peers.go, measure.go).
+// -record writes the recorded controller bytes of tests/fixtures (see
+// record.go); its helpers run as `go-client record-scenario`,
+// `go-client record-shim` and `go-client record-plugin`.
 package main
 
 import (
@@ -42,6 +46,17 @@ func scenarioNames() []string {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "record-scenario":
+			os.Exit(recordScenarioMain(os.Args[2:]))
+		case "record-shim":
+			os.Exit(shimMain(os.Args[2:]))
+		case "record-plugin":
+			recordPluginMain()
+			return
+		}
+	}
 	scenarioName := flag.String("scenario", "host", "scenario to drive: "+strings.Join(scenarioNames(), ", "))
 	pluginPath := flag.String("plugin", "", "path of the plugin binary")
 	pluginName := flag.String("plugin-name", "argoproj-labs/istio", "the plugin's name in the controller's ConfigMap")
@@ -54,11 +69,16 @@ func main() {
 	distinctNamespace := flag.String("distinct-namespace", "team-bulk", "with -peers: the distinct rollouts' namespace")
 	distinct := flag.Int("distinct", 0, "with -peers: also reconcile this many distinct rollouts bulk-<i> once each")
 	distinctWeight := flag.Int("distinct-weight", 30, "with -peers: the weight the distinct rollouts are set to")
+	record := flag.String("record", "", "record the controller's bytes of every scenario into this directory (-plugin optional)")
 	flag.Parse()
+
+	if *record != "" {
+		os.Exit(recordMain(*record, *pluginPath, flag.Args()))
+	}
 
 	build, ok := scenarios[*scenarioName]
 	if *pluginPath == "" || !ok || *rollouts < 1 {
-		fmt.Fprintf(os.Stderr, "usage: go-client [-serve | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-namespace ns] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
+		fmt.Fprintf(os.Stderr, "usage: go-client [-record <dir> | -serve | -peers [-namespace ns] [-rollouts n] [-distinct n] [-distinct-namespace ns] [-distinct-weight w] | -scenario (%s)] [-plugin-name ns/name] -plugin <path> [-- plugin args...]\n", strings.Join(scenarioNames(), "|"))
 		os.Exit(2)
 	}
 	logs := &logWatch{}

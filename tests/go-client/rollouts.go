@@ -3,8 +3,8 @@ package main
 // Rollouts as the controller holds them: v1alpha1.Rollout values with a
 // full pod template (ports, env from fieldRef and secretKeyRef, resources,
 // probes, volumes) and a status (hashes, weights, pause conditions,
-// conditions with timestamps), modelled on the Rollouts recorded in
-// /work/shared/fixtures/real-controller.
+// conditions with timestamps). -record sends them to record
+// tests/fixtures/real-controller (see record.go).
 
 import (
 	"encoding/json"
@@ -185,8 +185,8 @@ func enrich(ro *v1alpha1.Rollout) {
 }
 
 // scenario is one of the two Rollouts of the recorded controller sessions
-// (/work/shared/fixtures/real-controller host and subset) with the call
-// arguments of their scripts.
+// (tests/fixtures/real-controller/host and subset) with the call arguments
+// of their scripts.
 type scenario struct {
 	rollout     v1alpha1.Rollout
 	canaryHash  string

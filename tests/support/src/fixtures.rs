@@ -88,16 +88,11 @@ pub fn remove_managed_routes_args(namespace: &str, name: &str) -> Option<Interfa
     )
 }
 
-/// The recorded controller bytes: `../shared/fixtures/real-controller` next
-/// to the plugin crate, or next to an ancestor (a git worktree one level
-/// deeper).
+/// The recorded controller bytes: `tests/fixtures/real-controller` of the
+/// plugin crate (see its README.md for what they are and how to record
+/// them again).
 pub fn fixtures() -> PathBuf {
-    crate::plugin_crate_dir()
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/fixtures/real-controller"))
-        .find(|dir| dir.is_dir())
-        .expect("shared/fixtures/real-controller next to the crate")
+    crate::plugin_crate_dir().join("tests/fixtures/real-controller")
 }
 
 /// Splits a recorded gob byte stream into its message bodies.

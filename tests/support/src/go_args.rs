@@ -1,5 +1,7 @@
 //! argo-rollouts' argument types as the controller sends them (Go field and
-//! type names, as in `host/gob-type-table.txt`; gob matches fields by name).
+//! type names, as in the type definitions of
+//! `tests/fixtures/real-controller/host/04-UpdateHash.wire.bin`; gob matches
+//! fields by name).
 //! Only the fields a traffic router reads; a Go pointer is an `Option`,
 //! which gob flattens.
 
