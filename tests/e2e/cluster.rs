@@ -88,6 +88,10 @@ impl Cluster {
                 format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
                 "--bind-address=127.0.0.1".to_string(),
                 "--advertise-address=127.0.0.1".to_string(),
+                // Kubernetes 1.37 refuses a loopback address for the
+                // `kubernetes` Service's endpoints; nothing here reaches
+                // the API server through that Service.
+                "--endpoint-reconciler-type=none".to_string(),
                 format!("--secure-port={secure_port}"),
                 format!("--tls-cert-file={}", pki.server_cert.display()),
                 format!("--tls-private-key-file={}", pki.server_key.display()),
