@@ -48,11 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     println!("cargo:rustc-env={COMMIT_ENV}={}", commit());
-    let descriptors = protox::compile(PROTOS, ["proto"])?;
-    // prost's codec behind the per-request memory budget
-    // (src/transport/grpc/budget.rs).
-    tonic_prost_build::configure()
-        .codec_path("crate::transport::grpc::budget::BudgetCodec")
-        .compile_fds(descriptors)?;
+    #[cfg(feature = "runtime")]
+    {
+        let descriptors = protox::compile(PROTOS, ["proto"])?;
+        // prost's codec behind the per-request memory budget
+        // (src/transport/grpc/budget.rs).
+        tonic_prost_build::configure()
+            .codec_path("crate::transport::grpc::budget::BudgetCodec")
+            .compile_fds(descriptors)?;
+    }
     Ok(())
 }

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Instant;
 
-use super::events::{Decision, EventFilter};
+use super::event_filter::{Decision, EventFilter};
 use super::{Cluster, ClusterError, ObjectKey, REPORTING_COMPONENT, Resource, RolloutEvent};
 use crate::model::ReplicaSetInfo;
 

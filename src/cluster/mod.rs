@@ -5,7 +5,10 @@
 //! Objects travel as untyped JSON so that every field the plugin does not own
 //! (unknown ones included) survives a read-modify-write unchanged.
 
+#[cfg(feature = "runtime")]
+mod event_filter;
 mod events;
+#[cfg(feature = "runtime")]
 pub mod kube;
 mod memory;
 
@@ -15,6 +18,7 @@ use std::future::Future;
 use serde_json::Value;
 
 pub use events::{EventType, REPORTING_COMPONENT, RolloutEvent};
+#[cfg(feature = "runtime")]
 pub use kube::{KubeCluster, KubeClusterOptions};
 pub use memory::InMemoryCluster;
 

@@ -1,5 +1,6 @@
 //! Transports that carry the controller's calls to a [`crate::router::TrafficRouter`].
 
+#[cfg(feature = "runtime")]
 pub mod grpc;
 pub mod netrpc;
 
