@@ -13,9 +13,10 @@ use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{controller, logging, process, validate};
 
-/// `--version`: the crate version and the commit it was built from (build.rs).
+/// `--version`: the version (`X.Y.Z` for a release build, else
+/// `X.Y.Z-dev+<commit>`) and the commit it was built from (build.rs).
 const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
+    env!("ROLLOUTS_PLUGIN_VERSION"),
     " (commit ",
     env!("ROLLOUTS_PLUGIN_COMMIT"),
     ")"
