@@ -257,9 +257,16 @@ fn the_hand_written_entries_are_plugin_items() {
             serde_yaml::from_str(&list).unwrap_or_else(|e| panic!("{e}:\n{list}"));
         for entry in entries {
             assert_eq!(entry.name, manifest::PLUGIN_NAME);
-            assert!(entry.args.contains(&format!("--plugin-name={}", manifest::PLUGIN_NAME)));
+            assert!(
+                entry
+                    .args
+                    .contains(&format!("--plugin-name={}", manifest::PLUGIN_NAME))
+            );
             found += 1;
         }
     }
-    assert!(found >= 2, "the file:// and the headersFrom entries: {found}");
+    assert!(
+        found >= 2,
+        "the file:// and the headersFrom entries: {found}"
+    );
 }
