@@ -98,7 +98,7 @@ fn the_committed_manifest_is_the_generators_output() {
         manifest::render(&release).expect("renders"),
         text,
         "plugin-manifest.yaml differs from what `cargo xtask dist` generates for the release \
-         its header records; regenerate it (cargo xtask dist && cargo xtask update-manifest)"
+         its header records; regenerate it (cargo xtask release vX.Y.Z)"
     );
     let arches: Vec<&str> = release.artifacts.iter().map(|a| a.arch.as_str()).collect();
     assert_eq!(arches, ["amd64", "arm64"]);

@@ -23,7 +23,8 @@
 //! * `start-time [N]` measures exec to handshake line of each binary in
 //!   `target/dist/` (arm64 under qemu-user), N runs, and prints the spread.
 //! * `update-manifest` copies `target/dist/plugin-manifest.yaml` over the
-//!   committed one (after a `dist` of a clean checkout).
+//!   committed one when target/dist holds a release (`release` does it
+//!   itself; this is for a release built elsewhere).
 
 mod manifest;
 mod oci;
@@ -714,6 +715,12 @@ fn update_manifest() -> Result<()> {
         !release.commit.ends_with("-modified"),
         "target/dist was built from a modified checkout ({}); commit first and rerun `cargo xtask dist`",
         release.commit
+    );
+    ensure!(
+        !release.version.contains("-dev"),
+        "target/dist holds v{}, not a release: the committed plugin-manifest.yaml records \
+         releases only (`cargo xtask release vX.Y.Z` writes it)",
+        release.version
     );
     std::fs::write(root.join("plugin-manifest.yaml"), &text)?;
     println!(
