@@ -415,18 +415,24 @@ fn set_version(root: &Path, version: &str) -> Result<()> {
         &toml_path,
         toml.replacen(&from, &format!("version = \"{version}\""), 1),
     )?;
-    let lock_path = root.join("Cargo.lock");
-    let lock = std::fs::read_to_string(&lock_path)?;
-    let from = format!("name = \"{BIN_NAME}\"\nversion = \"{old}\"");
-    ensure!(lock.contains(&from), "no {BIN_NAME} {old} in Cargo.lock");
-    std::fs::write(
-        &lock_path,
-        lock.replacen(
-            &from,
-            &format!("name = \"{BIN_NAME}\"\nversion = \"{version}\""),
-            1,
-        ),
-    )?;
+    // The workspace's lock file, and the fuzz crate's (its own workspace).
+    for (lock, required) in [("Cargo.lock", true), ("fuzz/Cargo.lock", false)] {
+        let lock_path = root.join(lock);
+        if !required && !lock_path.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&lock_path)?;
+        let from = format!("name = \"{BIN_NAME}\"\nversion = \"{old}\"");
+        ensure!(text.contains(&from), "no {BIN_NAME} {old} in {lock}");
+        std::fs::write(
+            &lock_path,
+            text.replacen(
+                &from,
+                &format!("name = \"{BIN_NAME}\"\nversion = \"{version}\""),
+                1,
+            ),
+        )?;
+    }
     Ok(())
 }
 
@@ -465,8 +471,8 @@ fn release(tag: &str, base_url: Option<&str>) -> Result<()> {
     if current != wanted {
         set_version(&root, &wanted)?;
         println!(
-            "Cargo.toml and Cargo.lock now say {wanted} (were {current}). Commit them:\n\
-             \x20 git commit -m \"Release {tag}\" Cargo.toml Cargo.lock\n\
+            "Cargo.toml and the Cargo.lock files now say {wanted} (were {current}). Commit them:\n\
+             \x20 git commit -m \"Release {tag}\" Cargo.toml Cargo.lock fuzz/Cargo.lock\n\
              then run `cargo xtask release {tag}` again to build it."
         );
         return Ok(());
