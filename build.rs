@@ -1,5 +1,7 @@
 //! Compiles the gRPC protos with protox, a pure-Rust protobuf compiler, so a
-//! build needs no system `protoc`; and records the commit for `--version`.
+//! build needs no system `protoc`; and records the commit and the version
+//! for `--version`: `X.Y.Z` only for a release build (`cargo xtask release
+//! vX.Y.Z`), else `X.Y.Z-dev+<commit>`, so that a version names one binary.
 
 use std::process::Command;
 
@@ -43,11 +45,29 @@ fn commit() -> String {
     commit
 }
 
+#[allow(dead_code)]
+#[path = "xtask/src/version.rs"]
+mod version;
+
+/// The version `--version` prints (xtask/src/version.rs).
+fn version(commit: &str) -> Result<String, String> {
+    println!("cargo:rerun-if-env-changed={}", version::RELEASE_ENV);
+    println!("cargo:rerun-if-changed=xtask/src/version.rs");
+    let crate_version = std::env::var("CARGO_PKG_VERSION").map_err(|e| e.to_string())?;
+    let release = std::env::var(version::RELEASE_ENV).ok();
+    version::version(&crate_version, commit, release.as_deref())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
-    println!("cargo:rustc-env={COMMIT_ENV}={}", commit());
+    let commit = commit();
+    println!("cargo:rustc-env={COMMIT_ENV}={commit}");
+    println!(
+        "cargo:rustc-env=ROLLOUTS_PLUGIN_VERSION={}",
+        version(&commit)?
+    );
     #[cfg(feature = "runtime")]
     {
         let descriptors = protox::compile(PROTOS, ["proto"])?;

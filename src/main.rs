@@ -13,9 +13,10 @@ use istio_router::simulate::{self, Output, Scenario};
 use istio_router::transport::{grpc, netrpc};
 use istio_router::{controller, logging, process, validate};
 
-/// `--version`: the crate version and the commit it was built from (build.rs).
+/// `--version`: the version (`X.Y.Z` for a release build, else
+/// `X.Y.Z-dev+<commit>`) and the commit it was built from (build.rs).
 const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
+    env!("ROLLOUTS_PLUGIN_VERSION"),
     " (commit ",
     env!("ROLLOUTS_PLUGIN_COMMIT"),
     ")"
@@ -118,7 +119,7 @@ enum Command {
         #[arg(long, num_args = 1..)]
         objects: Vec<PathBuf>,
         /// The key under trafficRouting.plugins holding this plugin's
-        /// configuration. Default: the only key there, else argoproj-labs/istio.
+        /// configuration, matched exactly. Default: argoproj-labs/istio.
         #[arg(long)]
         plugin_name: Option<String>,
         /// `steps` (calls and diffs per step) or `yaml` (final objects).
@@ -130,8 +131,10 @@ enum Command {
         argo_rollouts_version: controller::Version,
     },
     /// Check Rollouts with their VirtualServices and DestinationRules before
-    /// they are deployed, offline; print every problem (file, object,
-    /// field). Exit 0 when clean, 1 on errors (or on warnings with --strict).
+    /// they are deployed, offline; print every problem (file, line of the
+    /// field, object, field). Rollouts that do not use this plugin are
+    /// skipped and counted. Exit 0 when clean, 1 on errors (or on warnings
+    /// with --strict), 2 when validate cannot run (an unreadable path).
     Validate {
         /// Manifests holding the Rollouts to check (and maybe their
         /// objects): files, directories or `-` for standard input.
@@ -141,8 +144,9 @@ enum Command {
         /// files, directories or `-`.
         #[arg(long, num_args = 1..)]
         objects: Vec<PathBuf>,
-        /// The key under trafficRouting.plugins holding this plugin's
-        /// configuration. Default: the only key there, else argoproj-labs/istio.
+        /// The name this plugin is registered under in trafficRouterPlugins;
+        /// Rollouts are checked when their trafficRouting.plugins key is
+        /// exactly this. Default: argoproj-labs/istio.
         #[arg(long)]
         plugin_name: Option<String>,
         /// The Argo Rollouts release whose validation the Rollout must pass.
@@ -218,15 +222,15 @@ fn main() -> ExitCode {
                 controller: argo_rollouts_version,
             };
             match run_validate(&rollout, &objects, &options) {
-                Ok(problems) => {
+                Ok(report) => {
                     print!(
                         "{}",
                         match output {
-                            ReportFormat::Text => validate::render_text(&problems),
-                            ReportFormat::Json => validate::render_json(&problems),
+                            ReportFormat::Text => validate::render_text(&report),
+                            ReportFormat::Json => validate::render_json(&report),
                         }
                     );
-                    let (errors, warnings) = validate::counts(&problems);
+                    let (errors, warnings) = validate::counts(&report.problems);
                     if errors > 0 || (strict && warnings > 0) {
                         ExitCode::FAILURE
                     } else {
@@ -266,17 +270,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// An input that cannot be read (a missing path, a directory without
+/// manifests, standard input given twice) stops `validate` before any
+/// check: exit 2, as docs/validate.md says.
 fn run_validate(
     rollouts: &[PathBuf],
     objects: &[PathBuf],
     options: &validate::Options,
-) -> Result<Vec<validate::Problem>> {
-    let (manifests, mut problems) = validate::Manifests::read(rollouts, objects);
+) -> Result<validate::Report> {
+    let (manifests, unreadable) = validate::Manifests::read(rollouts, objects);
+    if !unreadable.is_empty() {
+        let lines: Vec<String> = unreadable
+            .iter()
+            .map(|p| format!("{}: {}", p.location(), p.what()))
+            .collect();
+        anyhow::bail!("{}", lines.join("\nerror: "));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    problems.extend(runtime.block_on(validate::check(&manifests, options)));
-    Ok(problems)
+    Ok(runtime.block_on(validate::check(&manifests, options)))
 }
 
 /// Runs `validate`'s checks first: errors refuse the simulation (all of

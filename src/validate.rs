@@ -124,6 +124,7 @@ fn read_each(
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut stdin_read = false;
+    let mut files = HashSet::new();
     for (paths, holds_rollouts) in [(rollouts, true), (objects, false)] {
         for path in paths {
             let mut reader = Reader {
@@ -131,6 +132,7 @@ fn read_each(
                 read: 0,
                 problems: &mut problems,
                 stdin_read: &mut stdin_read,
+                files: &mut files,
                 holds_rollouts,
             };
             reader.read(path, true);
@@ -145,6 +147,9 @@ struct Reader<'a> {
     read: usize,
     problems: &'a mut Vec<Problem>,
     stdin_read: &'a mut bool,
+    /// Files read so far, canonical: a file reached twice (given, and again
+    /// through a directory) is read once.
+    files: &'a mut HashSet<PathBuf>,
     holds_rollouts: bool,
 }
 
@@ -210,6 +215,13 @@ impl Reader<'_> {
                     "no .yaml, .yml or .json file in this directory".into(),
                 );
             }
+            return;
+        }
+        if let Ok(canonical) = path.canonicalize()
+            && !self.files.insert(canonical)
+        {
+            // Counted as read: a directory holding only it is not empty.
+            self.read += 1;
             return;
         }
         if metadata.len() > MAX_FILE_BYTES {
@@ -415,12 +427,13 @@ impl Manifests {
                     Some(first) => &first.name,
                     None => &input.name,
                 };
+                let line = yaml::field_line(&input.text, &span, "metadata.name");
                 self.problems.push(Problem {
                     severity: Severity::Warning,
                     object: Some(label(kind, namespace, name)),
                     field: Some("metadata.name".into()),
                     ..problem(
-                        Some(span.content_line),
+                        line.or(Some(span.content_line)),
                         format!(
                             "given twice (first at {first_file}:{first_line}); the last one \
                              given is used"
@@ -450,12 +463,11 @@ impl Manifests {
         let mut kept = String::new();
         for (mut entry, rollout) in indexed {
             let range = entry.span.range.clone();
-            if self.named.wants(&entry, input.holds_rollouts) {
+            // A Rollout's text is kept too, to find the line of a field.
+            if self.named.wants(&entry, input.holds_rollouts) || rollout.is_some() {
                 let start = kept.len();
                 kept.push_str(&input.text[range]);
                 entry.span.range = start..kept.len();
-            } else if rollout.is_some() {
-                entry.span.range = 0..0;
             } else {
                 continue;
             }
@@ -494,6 +506,56 @@ impl Manifests {
     pub fn position(&self, entry: usize) -> (&str, usize) {
         let entry = &self.entries[entry];
         (&self.inputs[entry.input].name, entry.span.content_line)
+    }
+
+    /// The line of `field` in the entry's document (the deepest part of it
+    /// written on a line of its own); `None` when its text was not kept.
+    fn field_line(&self, entry: usize, field: &str) -> Option<usize> {
+        let e = &self.entries[entry];
+        if e.span.range.is_empty() {
+            return None;
+        }
+        // The controller names steps `spec.strategy.steps[i]`; they are
+        // written under `spec.strategy.canary`.
+        let field = match field.strip_prefix("spec.strategy.steps") {
+            Some(rest) => format!("spec.strategy.canary.steps{rest}"),
+            None => field.to_string(),
+        };
+        yaml::field_line(&self.inputs[e.input].text, &e.span, &field)
+    }
+
+    /// Moves each problem about an object's field to the line of that
+    /// field (it starts at the object's line).
+    fn point_at_fields(&self, problems: &mut [Problem], default_ns: &str) {
+        for problem in problems {
+            let (Some(object), Some(field)) = (&problem.object, &problem.field) else {
+                continue;
+            };
+            let Some(entry) = self.find_label(object, default_ns) else {
+                continue;
+            };
+            if self.inputs[self.entries[entry].input].name != problem.file {
+                continue;
+            }
+            if let Some(line) = self.field_line(entry, field) {
+                problem.line = Some(line);
+            }
+        }
+    }
+
+    /// Where else objects of `kind` named `name` were given: their
+    /// namespaces, sorted.
+    fn namespaces_of(&self, kind: &str, name: &str) -> Vec<String> {
+        let mut namespaces: Vec<String> = self
+            .seen
+            .get(kind)
+            .into_iter()
+            .flatten()
+            .filter(|(ns, names)| !ns.is_empty() && names.contains_key(name))
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        namespaces.sort();
+        namespaces
     }
 
     /// The entry's document, parsed again; `None` for a document whose
@@ -572,11 +634,20 @@ fn owners(document: &Value) -> Vec<String> {
 /// What to check against.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The key under trafficRouting.plugins; default: the only key there,
-    /// else the plugin's default name.
+    /// The key under trafficRouting.plugins, as registered in the
+    /// controller's trafficRouterPlugins; default `argoproj-labs/istio`.
     pub plugin_name: Option<String>,
     /// The controller release whose validation the Rollout must pass.
     pub controller: Version,
+}
+
+impl Options {
+    /// The registered plugin name the Rollouts' key must match exactly.
+    pub fn plugin_name(&self) -> String {
+        self.plugin_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PLUGIN_NAME.to_string())
+    }
 }
 
 /// A Rollout read and configured, ready to play.
@@ -684,11 +755,23 @@ pub fn prepare(manifests: &Manifests, entry: usize, options: &Options) -> Prepar
             ),
         );
     }
-    let plugin_name = options
-        .plugin_name
-        .clone()
-        .unwrap_or_else(|| default_plugin_name(&rollout));
+    let plugin_name = options.plugin_name();
     let plugin_field = format!("{ROUTING}.plugins[\"{plugin_name}\"]");
+    if let Some(key) = near_miss(raw, &plugin_name) {
+        cx.push(
+            Severity::Error,
+            format!("{ROUTING}.plugins[\"{key}\"]"),
+            format!(
+                "no plugin is registered as {key:?}: this plugin is registered as \
+                 {plugin_name:?} and the controller matches the key exactly, so it would find \
+                 no router for this Rollout; rename the key to {plugin_name:?}"
+            ),
+        );
+        return Prepared {
+            problems: cx.problems,
+            scenario: None,
+        };
+    }
     let config = match RouterConfig::from_rollout(&rollout, &plugin_name) {
         Ok(config) => config,
         Err(e) => {
@@ -778,14 +861,44 @@ pub fn prepare(manifests: &Manifests, entry: usize, options: &Options) -> Prepar
     }
 }
 
-/// The only configured plugin key, else the documented default.
-pub fn default_plugin_name(rollout: &Rollout) -> String {
-    match rollout.traffic_routing().map(|r| &r.plugins) {
-        Some(plugins) if plugins.len() == 1 && !plugins.contains_key(DEFAULT_PLUGIN_NAME) => {
-            plugins.keys().next().cloned().unwrap_or_default()
-        }
-        _ => DEFAULT_PLUGIN_NAME.to_string(),
+/// The plugin keys of a Rollout manifest.
+fn plugin_keys(raw: &Value) -> impl Iterator<Item = &String> {
+    raw.pointer("/spec/strategy/canary/trafficRouting/plugins")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|plugins| plugins.keys())
+}
+
+/// A key meant for this plugin but not its registered name: the name in
+/// another case, or another prefix before the same last part
+/// (`istio`, `argoproj/istio` for `argoproj-labs/istio`). `None` when the
+/// exact key is there.
+fn near_miss(raw: &Value, plugin_name: &str) -> Option<String> {
+    if plugin_keys(raw).any(|k| k == plugin_name) {
+        return None;
     }
+    let last = |name: &str| name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase();
+    plugin_keys(raw)
+        .find(|k| k.eq_ignore_ascii_case(plugin_name) || last(k) == last(plugin_name))
+        .cloned()
+}
+
+/// Why a Rollout is not this plugin's to check; `None` when it uses the
+/// plugin (or a near miss of its name, which is an error).
+fn skip_reason(raw: &Value, plugin_name: &str) -> Option<&'static str> {
+    if plugin_keys(raw).any(|k| k == plugin_name) || near_miss(raw, plugin_name).is_some() {
+        return None;
+    }
+    let routing = raw.pointer("/spec/strategy/canary/trafficRouting");
+    Some(if raw.pointer("/spec/strategy/blueGreen").is_some() {
+        "blue-green"
+    } else if routing.and_then(|r| r.get("istio")).is_some() {
+        "built-in Istio router"
+    } else if routing.is_some_and(|r| r.as_object().is_some_and(|o| !o.is_empty())) {
+        "another traffic router"
+    } else {
+        "no traffic routing"
+    })
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -808,6 +921,44 @@ fn lint_virtual_services<'v>(
 ) {
     for &(entry, reference) in virtual_services {
         let Some(vs) = value_of(entry) else { continue };
+        let e = &cx.manifests.entries[entry];
+        let object = label(&e.kind, effective(&e.namespace, &cx.namespace), &e.name);
+        let ctx = crate::istio::core::VirtualServiceContext {
+            object: &object,
+            config,
+            reference,
+        };
+        for (kind, index) in crate::istio::core::selected_routes(vs, &ctx) {
+            let destinations = vs
+                .pointer(&format!("/spec/{kind}/{index}/route"))
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            if destinations.len() < 2 {
+                // One destination takes all traffic whatever its weight.
+                continue;
+            }
+            let weights: Vec<i64> = destinations
+                .iter()
+                .map(|d| d.get("weight").and_then(Value::as_i64).unwrap_or(0))
+                .collect();
+            let sum: i64 = weights.iter().sum();
+            if sum != 100 {
+                let terms: Vec<String> = weights.iter().map(i64::to_string).collect();
+                cx.push_at(
+                    Severity::Error,
+                    entry,
+                    format!("spec.{kind}[{index}].route"),
+                    format!(
+                        "the weights of this route sum to {sum} ({}), not 100: Istio sends \
+                         each destination weight/sum of the traffic, so the numbers written \
+                         are not the shares, and every step writes weights totalling 100; \
+                         make them total 100 (an omitted weight is 0)",
+                        terms.join(" + ")
+                    ),
+                );
+            }
+        }
         if let Some(gateways) = vs.pointer("/spec/gateways").and_then(Value::as_array)
             && !gateways.is_empty()
             && !gateways.iter().any(|g| g.as_str() == Some("mesh"))
@@ -1000,6 +1151,8 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
         scenario,
     } = prepare(manifests, entry, options);
     let Some(scenario) = scenario else {
+        let namespace = effective(&manifests.entries[entry].namespace, "default").to_string();
+        manifests.point_at_fields(&mut problems, &namespace);
         return Prepared { problems, scenario };
     };
     let (file, line) = manifests.position(entry);
@@ -1025,23 +1178,34 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                 ..
             } => {
                 let ns = &scenario.rollout.metadata.namespace;
-                let given = manifests.labels_of(key.resource.kind, &key.namespace, ns);
-                let field = if key.resource.kind == "DestinationRule" {
-                    "destinationRule.name"
-                } else if scenario
+                let kind = key.resource.kind;
+                let given = manifests.labels_of(kind, &key.namespace, ns);
+                let config = scenario
                     .rollout
                     .traffic_routing()
-                    .and_then(|r| r.plugins.get(&scenario.plugin_name))
-                    .is_some_and(|c| c.get("virtualServices").is_some())
-                {
-                    "virtualServices[].name"
+                    .and_then(|r| r.plugins.get(&scenario.plugin_name));
+                let listed = config
+                    .and_then(|c| c.get("virtualServices"))
+                    .and_then(Value::as_array);
+                let field = if kind == "DestinationRule" {
+                    "destinationRule.name".to_string()
+                } else if let Some(listed) = listed {
+                    // The reference that names this VirtualService.
+                    listed
+                        .iter()
+                        .position(|r| {
+                            let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+                            virtual_service_location(name, ns)
+                                == (key.namespace.clone(), key.name.clone())
+                        })
+                        .map(|i| format!("virtualServices[{i}].name"))
+                        .unwrap_or_else(|| "virtualServices[].name".to_string())
                 } else {
-                    "virtualService.name"
+                    "virtualService.name".to_string()
                 };
                 problem.field = Some(format!("{plugin_field}.{field}"));
                 problem.message = format!(
-                    "{key} is not in the given manifests ({}s given in namespace {}: {})",
-                    key.resource.kind,
+                    "{key} is not in the given manifests ({kind}s given in namespace {}: {})",
                     key.namespace,
                     if given.is_empty() {
                         "none".to_string()
@@ -1049,6 +1213,27 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                         given.join(", ")
                     }
                 );
+                // The same name in another namespace: how to reach it.
+                let elsewhere: Vec<String> = manifests
+                    .namespaces_of(kind, &key.name)
+                    .into_iter()
+                    .filter(|other| *other != key.namespace)
+                    .collect();
+                for other in elsewhere {
+                    problem.message.push_str(&if kind == "VirtualService" {
+                        format!(
+                            "; {kind} {other}/{name} exists: a VirtualService in another \
+                             namespace is named with its namespace, `name: {name}.{other}`",
+                            name = key.name
+                        )
+                    } else {
+                        format!(
+                            "; {kind} {other}/{name} exists, but the plugin reads the \
+                             DestinationRule from the Rollout's namespace {ns}",
+                            name = key.name
+                        )
+                    });
+                }
             }
             IstioError::Core(CoreError::Object { object, message }) => {
                 let ns = &scenario.rollout.metadata.namespace;
@@ -1072,8 +1257,13 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
                     _ => {
                         let routes =
                             message.contains("Route '") || message.contains("routes found");
+                        let subset = ["canarySubsetName", "stableSubsetName"]
+                            .into_iter()
+                            .find(|f| message.contains(&format!("(destinationRule.{f})")));
                         problem.field = Some(if routes {
-                            format!("{plugin_field}.{}", routes_field(&scenario))
+                            format!("{plugin_field}.{}", routes_field(&scenario, object))
+                        } else if let Some(subset) = subset {
+                            format!("{plugin_field}.destinationRule.{subset}")
                         } else {
                             plugin_field.clone()
                         });
@@ -1097,6 +1287,7 @@ pub async fn check_rollout(manifests: &Manifests, entry: usize, options: &Option
             problems.push(problem);
         }
     }
+    manifests.point_at_fields(&mut problems, &scenario.rollout.metadata.namespace);
     Prepared {
         problems,
         scenario: Some(scenario),
@@ -1122,19 +1313,28 @@ fn route_field(vs: &Value, message: &str) -> Option<String> {
     None
 }
 
-/// Where the configuration names routes: `virtualService.routes` or
-/// `virtualServices[].routes`.
-fn routes_field(scenario: &Scenario) -> &'static str {
-    let many = scenario
+/// Where the configuration names the routes of `object` (`VirtualService
+/// ns/name`): `virtualService.routes` or `virtualServices[i].routes`.
+fn routes_field(scenario: &Scenario, object: &str) -> String {
+    let listed = scenario
         .rollout
         .traffic_routing()
         .and_then(|r| r.plugins.get(&scenario.plugin_name))
-        .is_some_and(|c| c.get("virtualServices").is_some());
-    if many {
-        "virtualServices[].routes"
-    } else {
-        "virtualService.routes"
-    }
+        .and_then(|c| c.get("virtualServices"))
+        .and_then(Value::as_array);
+    let Some(listed) = listed else {
+        return "virtualService.routes".to_string();
+    };
+    let ns = &scenario.rollout.metadata.namespace;
+    listed
+        .iter()
+        .position(|r| {
+            let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+            let (namespace, name) = virtual_service_location(name, ns);
+            label("VirtualService", &namespace, &name) == object
+        })
+        .map(|i| format!("virtualServices[{i}].routes"))
+        .unwrap_or_else(|| "virtualServices[].routes".to_string())
 }
 
 /// Plays the scenario's calls, collecting every failure. The controller
@@ -1199,13 +1399,48 @@ fn field_in(message: &str) -> Option<String> {
     Some(path.trim_end_matches('.').to_string())
 }
 
-/// Every problem of every Rollout in the `--rollout` inputs, in file and
-/// line order, errors and warnings mixed as they come.
-pub async fn check(manifests: &Manifests, options: &Options) -> Vec<Problem> {
-    let mut problems = manifests.problems().to_vec();
+/// A Rollout `validate` did not check: it does not use this plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub file: String,
+    pub line: usize,
+    /// `Rollout namespace/name`.
+    pub object: String,
+    /// `blue-green`, `built-in Istio router`, `another traffic router` or
+    /// `no traffic routing`.
+    pub reason: &'static str,
+}
+
+/// What `validate` found: every problem, and which Rollouts it checked.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub problems: Vec<Problem>,
+    /// Rollouts that use the plugin (or a near miss of its name).
+    pub checked: usize,
+    /// Rollouts that do not use it, not checked.
+    pub skipped: Vec<Skipped>,
+    /// The registered name the Rollouts' keys were matched against.
+    pub plugin_name: String,
+}
+
+/// Every problem of every Rollout in the `--rollout` inputs that uses the
+/// plugin, in file and line order, errors and warnings mixed as they come;
+/// Rollouts that do not use it are skipped and counted.
+pub async fn check(manifests: &Manifests, options: &Options) -> Report {
+    let plugin_name = options.plugin_name();
+    let mut report = Report {
+        problems: manifests.problems().to_vec(),
+        plugin_name: plugin_name.clone(),
+        ..Report::default()
+    };
     let rollouts = manifests.rollouts();
-    if rollouts.is_empty() && !problems.iter().any(|p| p.severity == Severity::Error) {
-        problems.push(Problem {
+    if rollouts.is_empty()
+        && !report
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Error)
+    {
+        report.problems.push(Problem {
             severity: Severity::Error,
             file: manifests.rollout_files(),
             line: None,
@@ -1215,38 +1450,85 @@ pub async fn check(manifests: &Manifests, options: &Options) -> Vec<Problem> {
         });
     }
     for entry in rollouts {
-        problems.extend(check_rollout(manifests, entry, options).await.problems);
+        if let Some(reason) = manifests
+            .rollouts
+            .get(&entry)
+            .and_then(|raw| skip_reason(raw, &plugin_name))
+        {
+            let (file, line) = manifests.position(entry);
+            let e = &manifests.entries[entry];
+            report.skipped.push(Skipped {
+                file: file.to_string(),
+                line,
+                object: label("Rollout", effective(&e.namespace, "default"), &e.name),
+                reason,
+            });
+            continue;
+        }
+        report.checked += 1;
+        report
+            .problems
+            .extend(check_rollout(manifests, entry, options).await.problems);
     }
-    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    problems
+    report
+        .problems
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report
 }
 
-/// The report as text: one line per problem, then a count.
-pub fn render_text(problems: &[Problem]) -> String {
+impl Report {
+    /// `1 Rollout checked, 3 skipped (not using "argoproj-labs/istio": 2
+    /// blue-green, 1 another traffic router)`.
+    pub fn rollouts_summary(&self) -> String {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut out = format!("{} Rollout{} checked", self.checked, plural(self.checked));
+        if !self.skipped.is_empty() {
+            let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+            for skipped in &self.skipped {
+                *reasons.entry(skipped.reason).or_default() += 1;
+            }
+            let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            out.push_str(&format!(
+                ", {} skipped (not using {:?}: {})",
+                self.skipped.len(),
+                self.plugin_name,
+                reasons.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// The report as text: one line per problem, then the counts.
+pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
-    for problem in problems {
+    for problem in &report.problems {
         out.push_str(&problem.to_string());
         out.push('\n');
     }
-    let (errors, warnings) = counts(problems);
+    let (errors, warnings) = counts(&report.problems);
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     out.push_str(&format!(
-        "{}, {}\n",
+        "{}, {}; {}\n",
         plural(errors, "error"),
-        plural(warnings, "warning")
+        plural(warnings, "warning"),
+        report.rollouts_summary()
     ));
     out
 }
 
-/// The report as JSON: `{"problems": [...], "errors": n, "warnings": n}`.
-pub fn render_json(problems: &[Problem]) -> String {
-    let (errors, warnings) = counts(problems);
-    let report = serde_json::json!({
-        "problems": problems,
+/// The report as JSON: `{"problems": [...], "errors": n, "warnings": n,
+/// "checked": n, "skipped": [{"file", "line", "object", "reason"}]}`.
+pub fn render_json(report: &Report) -> String {
+    let (errors, warnings) = counts(&report.problems);
+    let json = serde_json::json!({
+        "problems": report.problems,
         "errors": errors,
         "warnings": warnings,
+        "checked": report.checked,
+        "skipped": report.skipped,
     });
-    serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
 }
 
 /// `(errors, warnings)`.

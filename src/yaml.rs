@@ -55,6 +55,7 @@ impl YamlError {
             serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
                 "duplicate key: a key is given twice in one mapping".to_string()
             }
+            serde_saphyr::Error::Budget { breach, .. } => budget_words(breach),
             other => strip_location(&other.to_string()),
         };
         YamlError {
@@ -62,6 +63,45 @@ impl YamlError {
             line,
         }
     }
+}
+
+/// A parser budget refusal in words: which limit, and how far the input
+/// went (not the parser's `Nodes { nodes: 250001 }`).
+fn budget_words(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    // The reader stops at the first count past its limit.
+    let (what, seen) = match breach {
+        B::Events { events } => ("parser events", *events),
+        B::Aliases { aliases } => ("aliases (*name)", *aliases),
+        B::Anchors { anchors } => ("anchors (&name)", *anchors),
+        B::Depth { depth } => ("levels of nesting", *depth),
+        B::Documents { documents } => ("documents", *documents),
+        B::Nodes { nodes } => ("nodes (mappings, lists and values)", *nodes),
+        B::ScalarBytes { total_scalar_bytes } => ("bytes of values", *total_scalar_bytes),
+        B::CommentBytes {
+            total_comment_bytes,
+        } => ("bytes of comments", *total_comment_bytes),
+        B::MergeKeys { merge_keys } => ("merge keys (<<)", *merge_keys),
+        B::InputBytes { input_bytes } => ("bytes", *input_bytes),
+        B::InclusionDepth { depth } => ("levels of includes", *depth as usize),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            return format!(
+                "too many aliases for its anchors ({aliases} aliases of {anchors} anchors): \
+                 the input expands far beyond its size, so it is not read"
+            );
+        }
+        B::SequenceUnbalanced => {
+            return "the YAML structure is unbalanced (a list or mapping closes that was never \
+                    opened): the input is malformed or truncated"
+                .to_string();
+        }
+        _ => return "the input exceeds a limit of the YAML reader".to_string(),
+    };
+    format!(
+        "the input has more than {} {what}, the most the reader takes in one document: \
+         split it into smaller files",
+        seen.saturating_sub(1)
+    )
 }
 
 /// The parser's message without its trailing ` at line L column C`, which
@@ -307,6 +347,143 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
         ))),
     }
 }
+/// One step of a field path: a mapping key or a list index (`None`:
+/// `[]`, an index not known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(Option<usize>),
+}
+
+/// `spec.http[0].route`, `plugins["a/b"].name`, `virtualServices[].routes`
+/// as steps.
+fn path_steps(path: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("[\"") {
+            let end = after.find("\"]").unwrap_or(after.len());
+            steps.push(Step::Key(after[..end].to_string()));
+            rest = after.get(end + 2..).unwrap_or("");
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']').unwrap_or(after.len());
+            steps.push(Step::Index(after[..end].parse().ok()));
+            rest = after.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            steps.push(Step::Key(rest[..end].to_string()));
+            rest = &rest[end..];
+        }
+    }
+    steps
+}
+
+/// One line of block YAML as the field locator sees it: list items opened
+/// on it (`- `), then a key or another value, each with its column.
+#[derive(Debug)]
+struct Token {
+    line: usize,
+    column: usize,
+    /// `None`: a list item marker; `Some(None)`: a value that is not a key.
+    key: Option<Option<String>>,
+}
+
+fn tokens(text: &str, first_line: usize) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = first_line + index;
+        let body = raw.trim_start_matches(' ');
+        if body.is_empty() || body.starts_with('#') || body.starts_with("---") {
+            continue;
+        }
+        let mut column = raw.len() - body.len();
+        let mut rest = body;
+        while let Some(after) = rest
+            .strip_prefix("- ")
+            .or_else(|| (rest == "-").then_some(""))
+        {
+            tokens.push(Token {
+                line,
+                column,
+                key: None,
+            });
+            let trimmed = after.trim_start_matches(' ');
+            column += 1 + after.len() - trimmed.len() + usize::from(!after.is_empty());
+            rest = trimmed;
+        }
+        if rest.is_empty() {
+            continue;
+        }
+        tokens.push(Token {
+            line,
+            column,
+            key: Some(mapping_key(rest)),
+        });
+    }
+    tokens
+}
+
+/// The key a `key: value` line opens, unquoted.
+fn mapping_key(body: &str) -> Option<String> {
+    for quote in ['"', '\''] {
+        if let Some(after) = body.strip_prefix(quote) {
+            let end = after.find(quote)?;
+            return after[end + 1..]
+                .trim_start()
+                .starts_with(':')
+                .then(|| after[..end].to_string());
+        }
+    }
+    if body.starts_with(['{', '[']) {
+        return None;
+    }
+    let end = body
+        .find(": ")
+        .or_else(|| body.strip_suffix(':').map(str::len))?;
+    Some(body[..end].trim_end().to_string())
+}
+
+/// The line (counted in the whole file) of the field `path` in the
+/// document of `span`, or of the deepest part of it written in block style
+/// (a field inside a flow mapping `{...}` gives the line of the mapping);
+/// `None` when not even its first key is there.
+pub fn field_line(text: &str, span: &DocumentSpan, path: &str) -> Option<usize> {
+    let tokens = tokens(&text[span.range.clone()], span.first_line);
+    let (mut lo, mut hi) = (0, tokens.len());
+    let mut found = None;
+    for step in path_steps(path) {
+        let Some(level) = tokens.get(lo).filter(|_| lo < hi).map(|t| t.column) else {
+            break;
+        };
+        let at = match &step {
+            Step::Key(key) => (lo..hi).find(|&i| {
+                tokens[i].column == level
+                    && tokens[i].key.as_ref().and_then(Option::as_deref) == Some(key.as_str())
+            }),
+            Step::Index(Some(n)) => (lo..hi)
+                .filter(|&i| tokens[i].column == level && tokens[i].key.is_none())
+                .nth(*n),
+            Step::Index(None) => None,
+        };
+        let Some(at) = at else { break };
+        found = Some(tokens[at].line);
+        // The value: what follows, deeper than the key or item; for a key,
+        // also a list written at the key's own column (`key:\n- a`).
+        let is_key = matches!(step, Step::Key(_));
+        let mut end = at + 1;
+        while end < hi
+            && (tokens[end].column > level
+                || (is_key && tokens[end].column == level && tokens[end].key.is_none()))
+        {
+            end += 1;
+        }
+        (lo, hi) = (at + 1, end);
+    }
+    found
+}
+
 /// `value` as a YAML document.
 pub fn to_string(value: &Value) -> Result<String, YamlError> {
     serde_saphyr::to_string(value).map_err(|e| YamlError::new(e.to_string()))
@@ -315,6 +492,46 @@ pub fn to_string(value: &Value) -> Result<String, YamlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_found_on_their_own_line() {
+        let text = "a: 1\n---\n# c\nkind: Rollout\nspec:\n  strategy:\n    canary:\n      steps:\n      - setWeight: 10\n      - pause: {}\n        # x\n      - setWeight: 20\n      trafficRouting:\n        plugins:\n          \"argoproj-labs/istio\":\n            virtualService: {name: vs}\n";
+        let span = &split_documents(text)[1];
+        let line = |path| field_line(text, span, path);
+        assert_eq!(line("kind"), Some(4));
+        assert_eq!(line("spec.strategy.canary.steps"), Some(8));
+        assert_eq!(line("spec.strategy.canary.steps[0].setWeight"), Some(9));
+        assert_eq!(line("spec.strategy.canary.steps[2].setWeight"), Some(12));
+        assert_eq!(line("spec.strategy.canary.steps[2]"), Some(12));
+        assert_eq!(
+            line(
+                "spec.strategy.canary.trafficRouting.plugins[\"argoproj-labs/istio\"].virtualService.name"
+            ),
+            Some(16)
+        );
+        // Not there: the deepest part that is.
+        assert_eq!(line("spec.strategy.canary.steps[7]"), Some(8));
+        assert_eq!(line("spec.strategy.canary.nothing"), Some(7));
+        assert_eq!(line("status"), None);
+        let list = "kind: VirtualService\nspec:\n  http:\n    - name: a\n      route:\n        - destination: {host: x}\n          weight: 90\n        - destination: {host: y}\n";
+        let span = &split_documents(list)[0];
+        assert_eq!(field_line(list, span, "spec.http[0].route[1]"), Some(8));
+        assert_eq!(
+            field_line(list, span, "spec.http[0].route[0].weight"),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn a_budget_refusal_is_in_words() {
+        let breach = serde_saphyr::budget::BudgetBreach::Nodes { nodes: 250_001 };
+        let words = budget_words(&breach);
+        assert!(
+            words.starts_with("the input has more than 250000 nodes (mappings, lists and values)"),
+            "{words}"
+        );
+        assert!(!words.contains('{'), "{words}");
+    }
 
     #[test]
     fn a_key_given_twice_is_an_error() {

@@ -501,7 +501,13 @@ fn the_release_files_are_static_stripped_and_checksummed() {
 fn each_image_serves_from_an_empty_root_as_uid_999_and_leaves_nothing_behind() {
     let Some(setup) = setup() else { return };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let version = env!("CARGO_PKG_VERSION");
+    // The version the release build recorded: X.Y.Z for `cargo xtask
+    // release`, X.Y.Z-dev+<commit> for `cargo xtask dist`.
+    let manifest_text = std::fs::read_to_string(setup.dist.join("plugin-manifest.yaml")).unwrap();
+    let version = manifest_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# version: v"))
+        .expect("target/dist/plugin-manifest.yaml records the version");
     for arch in ARCHES {
         let image = unpack_image(&setup.dist.join("oci"), arch);
         let in_image = std::fs::read(

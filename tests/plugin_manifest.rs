@@ -98,7 +98,7 @@ fn the_committed_manifest_is_the_generators_output() {
         manifest::render(&release).expect("renders"),
         text,
         "plugin-manifest.yaml differs from what `cargo xtask dist` generates for the release \
-         its header records; regenerate it (cargo xtask dist && cargo xtask update-manifest)"
+         its header records; regenerate it (cargo xtask release vX.Y.Z)"
     );
     let arches: Vec<&str> = release.artifacts.iter().map(|a| a.arch.as_str()).collect();
     assert_eq!(arches, ["amd64", "arm64"]);
@@ -206,12 +206,18 @@ fn the_configmap_entry_is_what_the_controller_reads() {
     let entry = &entries[0];
     assert_eq!(entry.name, manifest::PLUGIN_NAME);
     let amd64 = &release.artifacts[0];
+    // The committed manifest is the project's release: downloaded from the
+    // release page of its version.
     assert_eq!(
         entry.location,
         format!(
             "https://github.com/rollouts-plugin-trafficrouter-istio/rollouts-plugin-trafficrouter-istio/releases/download/v{}/{}",
             release.version, amd64.file
         )
+    );
+    assert_eq!(
+        release.base_url,
+        manifest::default_base_url(&release.version)
     );
     assert_eq!(entry.sha256.as_deref(), Some(amd64.sha256.as_str()));
     let help = help();
@@ -228,6 +234,78 @@ fn the_configmap_entry_is_what_the_controller_reads() {
         .iter()
         .find_map(|a| a.strip_prefix("--plugin-name="));
     assert_eq!(plugin_name, Some(entry.name.as_str()));
+}
+
+/// The committed manifest is a release's (`cargo xtask release vX.Y.Z`):
+/// its version is X.Y.Z, which a build that is not that release never
+/// prints (they say X.Y.Z-dev+<commit>).
+#[test]
+fn the_committed_manifest_records_a_release() {
+    let release = manifest::parse_header(&committed_text()).unwrap();
+    let numbers: Vec<&str> = release.version.split('.').collect();
+    assert!(
+        numbers.len() == 3
+            && numbers
+                .iter()
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())),
+        "plugin-manifest.yaml records v{}, not a release vX.Y.Z",
+        release.version
+    );
+    // A build of this checkout is not that release, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        .arg("--version")
+        .output()
+        .expect("the binary runs");
+    let printed = String::from_utf8(out.stdout).expect("utf-8");
+    let version = printed
+        .split_whitespace()
+        .nth(1)
+        .expect("name, version, commit");
+    assert!(
+        version.contains("-dev+"),
+        "a build outside `cargo xtask release` calls itself {version}"
+    );
+}
+
+/// The entry alone and the Helm values (`controller.trafficRouterPlugins`)
+/// hold the ConfigMap's entry, for the committed release and for
+/// target/dist when built.
+#[test]
+fn the_entry_snippet_and_helm_values_hold_the_configmap_entry() {
+    let mut manifests = vec![committed_text()];
+    if let Ok(text) = std::fs::read_to_string(dist_dir().join("plugin-manifest.yaml")) {
+        manifests.push(text);
+        for (file, render) in [
+            ("plugin-entry.yaml", manifest::render_entry as fn(&_) -> _),
+            ("helm-values.yaml", manifest::render_helm_values),
+        ] {
+            let release = manifest::parse_header(manifests.last().unwrap()).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dist_dir().join(file)).ok(),
+                Some(render(&release).unwrap()),
+                "target/dist/{file}"
+            );
+        }
+    }
+    for text in manifests {
+        let release = manifest::parse_header(&text).unwrap();
+        let config = documents(&text)
+            .into_iter()
+            .find(|d| d["kind"] == "ConfigMap")
+            .expect("a ConfigMap");
+        let list: Value =
+            serde_yaml::from_str(config["data"]["trafficRouterPlugins"].as_str().unwrap()).unwrap();
+        let entry: Value =
+            serde_yaml::from_str(&manifest::render_entry(&release).unwrap()).unwrap();
+        assert_eq!(entry, list, "plugin-entry.yaml");
+        let values: Value =
+            serde_yaml::from_str(&manifest::render_helm_values(&release).unwrap()).unwrap();
+        assert_eq!(
+            values["controller"]["trafficRouterPlugins"], list,
+            "helm-values.yaml"
+        );
+        assert_eq!(values.as_object().unwrap().len(), 1, "only controller");
+    }
 }
 
 /// docs/install.md's file:// entry (the init-container install) names the

@@ -4,7 +4,9 @@
 //! tests/validate/bad/NAME.yaml holds broken manifests; NAME.expected is
 //! exactly what `validate --rollout NAME.yaml` prints. Each file uses its
 //! own namespace, so the whole directory, validated at once, prints the
-//! union of those lines. tests/validate/good/ holds setups that pass.
+//! union of those lines. tests/validate/good/ holds setups that pass;
+//! tests/validate/gate/ is a repository's worth of Rollouts, most of which
+//! do not use this plugin (gate.expected: what `--strict` prints).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -116,8 +118,9 @@ fn a_directory_of_broken_manifests_lists_every_problem_at_once() {
         .map(str::to_string)
         .collect();
     assert_eq!(got, want);
+    let summary = stdout.lines().last().unwrap_or_default();
     assert!(
-        stdout.ends_with(&format!("{errors} errors, {warnings} warnings\n")),
+        summary.starts_with(&format!("{errors} errors, {warnings} warnings; ")),
         "{stdout}"
     );
 }
@@ -144,7 +147,7 @@ fn warnings_alone_exit_0_unless_strict() {
     let case = "tests/validate/bad/warnings.yaml";
     let lenient = validate(&["--rollout", case]);
     assert_eq!(lenient.status.code(), Some(0));
-    assert!(text(&lenient.stdout).ends_with("0 errors, 5 warnings\n"));
+    assert!(text(&lenient.stdout).ends_with("0 errors, 5 warnings; 1 Rollout checked\n"));
     let strict = validate(&["--rollout", case, "--strict"]);
     assert_eq!(strict.status.code(), Some(1));
     assert_eq!(strict.stdout, lenient.stdout);
@@ -201,12 +204,15 @@ fn examples() -> Vec<PathBuf> {
 fn every_example_is_clean_even_with_strict() {
     let files = examples();
     assert!(files.len() >= 5, "{files:?}");
-    for example in files {
+    for example in &files {
         let path = example.to_str().expect("utf-8 path");
         let out = validate(&["--rollout", path, "--strict"]);
         assert_eq!(
             (out.status.code(), text(&out.stdout)),
-            (Some(0), "0 errors, 0 warnings\n".to_string()),
+            (
+                Some(0),
+                "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
+            ),
             "{path}: {}",
             text(&out.stderr)
         );
@@ -214,6 +220,10 @@ fn every_example_is_clean_even_with_strict() {
     // And all of them at once, as a directory.
     let out = validate(&["--rollout", "examples", "--strict"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        format!("0 errors, 0 warnings; {} Rollouts checked\n", files.len())
+    );
 }
 
 #[test]
@@ -228,7 +238,10 @@ fn objects_come_from_directories_and_stdin() {
     ]);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
-        (Some(0), "0 errors, 0 warnings\n".to_string()),
+        (
+            Some(0),
+            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
+        ),
         "{}",
         text(&out.stderr)
     );
@@ -237,7 +250,10 @@ fn objects_come_from_directories_and_stdin() {
     let out = validate(&["--rollout", "tests/validate/good/rollout-dir", "--strict"]);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
-        (Some(0), "0 errors, 0 warnings\n".to_string()),
+        (
+            Some(0),
+            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
+        ),
         "{}",
         text(&out.stderr)
     );
@@ -264,14 +280,170 @@ fn objects_come_from_directories_and_stdin() {
 }
 
 #[test]
-fn unreadable_inputs_are_problems_too() {
-    let out = validate(&["--rollout", "tests/validate/no-such-file.yaml"]);
+fn an_unreadable_input_stops_validate_with_exit_2() {
+    // docs/validate.md: 2 when validate itself cannot run.
+    for args in [
+        &["--rollout", "tests/validate/no-such-file.yaml"][..],
+        &[
+            "--rollout",
+            "tests/validate/gate",
+            "--objects",
+            "tests/validate/no-such-dir",
+        ][..],
+    ] {
+        let out = validate(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        let missing = args[args.len() - 1];
+        assert_eq!(
+            stderr,
+            format!("error: {missing}: cannot read: No such file or directory (os error 2)\n")
+        );
+    }
+}
+
+#[test]
+fn a_repository_gate_checks_only_this_plugins_rollouts() {
+    // Blue-green Rollouts, a Gateway API plugin Rollout and one still on
+    // the built-in Istio router are skipped and counted; this plugin's are
+    // checked, and clean, so --strict exits 0.
+    let out = validate(&["--rollout", "tests/validate/gate", "--strict"]);
+    assert_eq!(
+        text(&out.stdout),
+        std::fs::read_to_string(root().join("tests/validate/gate.expected")).expect("expected")
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json = validate(&["--rollout", "tests/validate/gate", "-o", "json"]);
+    let report: Value = serde_json::from_slice(&json.stdout).expect("JSON on stdout");
+    assert_eq!(report["checked"], 2);
+    let reasons: Vec<&str> = report["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| s["reason"].as_str().expect("reason"))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "blue-green",
+            "blue-green",
+            "built-in Istio router",
+            "another traffic router"
+        ]
+    );
+    // With this plugin's objects broken, the same gate fails.
+    let broken = validate(&[
+        "--rollout",
+        "tests/validate/gate",
+        "tests/validate/bad/weights.yaml",
+        "--strict",
+    ]);
+    assert_eq!(broken.status.code(), Some(1));
+}
+
+#[test]
+fn a_file_reached_twice_is_read_once() {
+    // `--objects .` next to the Rollout's own file: not a duplicate of itself.
+    let out = Command::new(env!("CARGO_BIN_EXE_rollouts-plugin-trafficrouter-istio"))
+        .current_dir(root().join("tests/validate/good/rollout-dir"))
+        .args([
+            "validate",
+            "--rollout",
+            "rollout.yaml",
+            "--objects",
+            ".",
+            "--strict",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (
+            Some(0),
+            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_problem_points_at_the_line_of_its_field() {
+    let out = validate(&["--rollout", "tests/validate/bad", "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let mut checked = 0;
+    for problem in report["problems"].as_array().expect("problems") {
+        let Some(field) = problem["field"].as_str() else {
+            continue;
+        };
+        let file = problem["file"].as_str().expect("file");
+        let line = problem["line"].as_u64().expect("line") as usize;
+        let source = std::fs::read_to_string(root().join(file)).expect("the file");
+        let at = source
+            .lines()
+            .nth(line - 1)
+            .expect("the line exists")
+            .trim();
+        // The field's last part: a key written on that line, or a list item.
+        let last = field.rsplit(['.']).next().expect("a part");
+        if let Some(key) = last.strip_prefix("plugins[\"") {
+            let key = key.trim_end_matches("\"]");
+            assert!(
+                at.starts_with(&format!("{key}:")),
+                "{file}:{line} {field}: {at}"
+            );
+        } else if last.ends_with(']') {
+            let key = &last[..last.find('[').expect("[")];
+            let item = at.starts_with('-') || at.starts_with(&format!("{key}:"));
+            assert!(item, "{file}:{line} {field}: {at}");
+        } else {
+            // A field that is missing points at the list item that lacks it.
+            let raw = source.lines().nth(line - 1).expect("the line");
+            let indent = raw.len() - raw.trim_start().len();
+            let missing = std::iter::once(raw.trim_start().trim_start_matches("- "))
+                .chain(
+                    source
+                        .lines()
+                        .skip(line)
+                        .take_while(|l| l.len() - l.trim_start().len() > indent)
+                        .map(str::trim_start),
+                )
+                .all(|l| !l.starts_with(&format!("{last}:")));
+            assert!(
+                at.trim_start_matches("- ").starts_with(&format!("{last}:"))
+                    || at.contains(&format!("{{{last}:"))
+                    || (missing && at.starts_with("- ")),
+                "{file}:{line} {field}: {at}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} problems with a field");
+}
+
+#[test]
+fn a_budget_refusal_is_in_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.yaml");
+    let list = vec!["0"; 250_001].join(",");
+    std::fs::write(
+        &path,
+        format!("kind: ConfigMap\nmetadata: {{name: big, namespace: x}}\ndata:\n  a: [{list}]\n"),
+    )
+    .expect("write");
+    let out = validate(&["--rollout", path.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.starts_with("tests/validate/no-such-file.yaml: error: cannot read:"),
+        stdout.starts_with(&format!(
+            "{}:4: error: the input has more than 250000 nodes (mappings, lists and values), \
+             the most the reader takes in one document: split it into smaller files\n",
+            path.display()
+        )),
         "{stdout}"
     );
+    assert!(!stdout.contains('{'), "{stdout}");
 }
 
 #[test]

@@ -74,7 +74,9 @@ fn cost(objects: &str) -> usize {
             plugin_name: None,
             controller: istio_router::controller::LATEST_CHECKED,
         };
-        let problems = runtime.block_on(validate::check(&manifests, &options));
+        let problems = runtime
+            .block_on(validate::check(&manifests, &options))
+            .problems;
         let scenario = Scenario::from_manifests(&manifests, None).expect("a scenario");
         assert_eq!(scenario.objects.len(), 1, "only the named VirtualService");
         let report = runtime

@@ -43,7 +43,7 @@ use crate::model::ReplicaSetInfo;
 pub const DEFAULT_FIELD_MANAGER: &str = env!("CARGO_PKG_NAME");
 
 /// The `User-Agent` of every request the plugin sends.
-const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+const USER_AGENT: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("ROLLOUTS_PLUGIN_VERSION"));
 /// Server-side bound of one watch request; below kube-rs' read timeout.
 const WATCH_SECONDS: u32 = 290;
 /// A watch with no traffic for this long is presumed dead.

@@ -1,9 +1,20 @@
-//! `cargo xtask dist`: the release build.
+//! `cargo xtask dist` / `cargo xtask release vX.Y.Z`: the release build.
 //!
-//! * `dist` builds static (musl) binaries for linux/amd64 and linux/arm64,
-//!   stripped, into `target/dist/` with a `.sha256` each, generates
-//!   `target/dist/plugin-manifest.yaml` from their names and digests, and
-//!   writes a multi-arch OCI image layout to `target/dist/oci/`.
+//! * `dist [--base-url URL]` builds static (musl) binaries for linux/amd64
+//!   and linux/arm64, stripped, into `target/dist/` with a `.sha256` each,
+//!   generates `target/dist/plugin-manifest.yaml` (plus `plugin-entry.yaml`
+//!   and `helm-values.yaml`, the entry alone and as chart values) from their
+//!   names and digests, and writes a multi-arch OCI image layout to
+//!   `target/dist/oci/`. Its version is `X.Y.Z-dev+<commit>`: not a release.
+//! * `release vX.Y.Z [--base-url URL]`: when Cargo.toml is not at X.Y.Z yet,
+//!   sets it (Cargo.toml and Cargo.lock) for you to commit; on a clean
+//!   checkout at X.Y.Z, builds as `dist` does with the version `X.Y.Z` and
+//!   writes the committed `plugin-manifest.yaml`, leaving a tree to commit
+//!   and tag. A version already recorded for another commit is refused.
+//! * `release-check` builds HEAD twice (here and from `git archive`
+//!   elsewhere) and the next commit (`git commit-tree`, nothing checked
+//!   out): the same commit gives the same version and bytes, the next one
+//!   another version.
 //! * `reproduce [COMMIT]` builds COMMIT (default: the one the committed
 //!   `plugin-manifest.yaml` records) again from `git archive`, in another
 //!   directory with another target dir, and compares the bytes with the
@@ -12,7 +23,8 @@
 //! * `start-time [N]` measures exec to handshake line of each binary in
 //!   `target/dist/` (arm64 under qemu-user), N runs, and prints the spread.
 //! * `update-manifest` copies `target/dist/plugin-manifest.yaml` over the
-//!   committed one (after a `dist` of a clean checkout).
+//!   committed one when target/dist holds a release (`release` does it
+//!   itself; this is for a release built elsewhere).
 
 mod e2e_matrix;
 mod manifest;
@@ -27,6 +39,8 @@ use anyhow::{Context as _, Result, bail, ensure};
 use sha2::{Digest as _, Sha256};
 
 use manifest::{Artifact, BIN_NAME, Release};
+
+mod version;
 
 /// Release targets: (Go/OCI arch name, Rust target).
 const TARGETS: &[(&str, &str)] = &[
@@ -43,7 +57,18 @@ const REMAP_SRC: &str = "/build/rollouts-plugin-trafficrouter-istio";
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["dist"] => dist(&workspace_root()).map(|_| ()),
+        ["dist"] => dist(&workspace_root(), &BuildOptions::default()).map(|_| ()),
+        ["dist", "--base-url", url] => dist(
+            &workspace_root(),
+            &BuildOptions {
+                base_url: Some(url.to_string()),
+                ..BuildOptions::default()
+            },
+        )
+        .map(|_| ()),
+        ["release", tag] => release(tag, None),
+        ["release", tag, "--base-url", url] => release(tag, Some(url)),
+        ["release-check"] => release_check(),
         ["reproduce"] => reproduce(None),
         ["reproduce", commit] => reproduce(Some(commit)),
         ["update-manifest"] => update_manifest(),
@@ -52,8 +77,13 @@ fn main() -> std::process::ExitCode {
         ["start-time", n] => n.parse().map_err(anyhow::Error::from).and_then(start_time),
         _ => {
             eprintln!(
-                "usage: cargo xtask dist | reproduce [COMMIT] | update-manifest | start-time [N] | e2e-matrix\n\
-                 \n  dist             release binaries, checksums, plugin-manifest.yaml and OCI image in target/dist/\
+                "usage: cargo xtask dist [--base-url URL] | release vX.Y.Z [--base-url URL] | release-check\n\
+                 \x20      | reproduce [COMMIT] | update-manifest | start-time [N] | e2e-matrix\n\
+                 \n  dist             binaries (version X.Y.Z-dev+<commit>), checksums, plugin-manifest.yaml,\
+                 \n                   plugin-entry.yaml, helm-values.yaml and OCI image in target/dist/\
+                 \n  release          set the version, build it as X.Y.Z, write plugin-manifest.yaml: tag-ready\
+                 \n  --base-url       where the entry downloads the binary from (default: the release page)\
+                 \n  release-check    HEAD twice gives the same bytes, the next commit another version\
                  \n  reproduce        rebuild a commit from `git archive` elsewhere and compare the bytes\
                  \n  update-manifest  copy target/dist/plugin-manifest.yaml over the committed one\
                  \n  start-time       exec to handshake line of target/dist's binaries, N runs each (arm64 under qemu)\
@@ -201,6 +231,14 @@ struct Built {
     dist: PathBuf,
 }
 
+/// What kind of build: a release (`Some("vX.Y.Z")`) or not, and where the
+/// entry downloads the files from (default: the release page).
+#[derive(Debug, Clone, Default)]
+struct BuildOptions {
+    release: Option<String>,
+    base_url: Option<String>,
+}
+
 /// Builds the source tree at `src` into `target_dir`, writing the release
 /// files to `target_dir/dist`.
 /// Where cargo builds: `CARGO_TARGET_DIR` when set (CI keeps it outside
@@ -212,10 +250,16 @@ fn build_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
+fn build_release(
+    src: &Path,
+    target_dir: &Path,
+    dist: &Path,
+    options: &BuildOptions,
+) -> Result<Built> {
     preflight()?;
     let (commit, epoch) = source_identity(src)?;
-    let version = crate_version(src)?;
+    let version = version::version(&crate_version(src)?, &commit, options.release.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let rustc = output(Command::new("rustc").arg("--version"))?;
     let dist = dist.to_path_buf();
     std::fs::create_dir_all(&dist)?;
@@ -233,6 +277,10 @@ fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
             .env_remove("CARGO_BUILD_RUSTFLAGS")
             .env("CARGO_ENCODED_RUSTFLAGS", rustflags(src, target_dir))
             .env(COMMIT_ENV, &commit)
+            .env(
+                version::RELEASE_ENV,
+                options.release.as_deref().unwrap_or(""),
+            )
             // For the C compiler (ring): a fixed date for __DATE__/__TIME__.
             // Fixed rather than the commit's time, which would rebuild every
             // cc-built crate after each commit (cc reruns when it changes);
@@ -256,6 +304,7 @@ fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
         std::fs::copy(&built, &out)
             .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
         let sha256 = sha256_file(&out)?;
+        check_version_printed(arch, &out, &version, &commit)?;
         std::fs::write(
             dist.join(format!("{file}.sha256")),
             format!("{sha256}  {file}\n"),
@@ -271,14 +320,24 @@ fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
             sha256,
         });
     }
+    let base_url = options
+        .base_url
+        .clone()
+        .unwrap_or_else(|| manifest::default_base_url(&version));
     let release = Release {
         version,
         commit,
         rustc,
+        base_url,
         artifacts,
     };
-    let text = manifest::render(&release).map_err(anyhow::Error::msg)?;
-    std::fs::write(dist.join("plugin-manifest.yaml"), text)?;
+    for (file, text) in [
+        ("plugin-manifest.yaml", manifest::render(&release)),
+        ("plugin-entry.yaml", manifest::render_entry(&release)),
+        ("helm-values.yaml", manifest::render_helm_values(&release)),
+    ] {
+        std::fs::write(dist.join(file), text.map_err(anyhow::Error::msg)?)?;
+    }
     let paths: Vec<PathBuf> = release
         .artifacts
         .iter()
@@ -311,12 +370,29 @@ fn build_release(src: &Path, target_dir: &Path, dist: &Path) -> Result<Built> {
     })
 }
 
-fn dist(root: &Path) -> Result<Built> {
+/// The amd64 binary, run where it can run (an x86_64 Linux host), must
+/// print the version and commit the manifest records.
+fn check_version_printed(arch: &str, binary: &Path, version: &str, commit: &str) -> Result<()> {
+    if arch != "amd64" || !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        return Ok(());
+    }
+    let printed = output(Command::new(binary).arg("--version"))?;
+    let expected = format!("{BIN_NAME} {version} (commit {commit})");
+    ensure!(
+        printed == expected,
+        "{} --version prints {printed:?}, not {expected:?}",
+        binary.display()
+    );
+    Ok(())
+}
+
+fn dist(root: &Path, options: &BuildOptions) -> Result<Built> {
     let started = Instant::now();
-    let built = build_release(root, &build_dir(root), &root.join("target/dist"))?;
+    let built = build_release(root, &build_dir(root), &root.join("target/dist"), options)?;
     println!(
-        "{} (commit {}, SOURCE_DATE_EPOCH {}) in {:.0?}:",
+        "{} v{} (commit {}, SOURCE_DATE_EPOCH {}) in {:.0?}:",
         built.dist.display(),
+        built.release.version,
         built.release.commit,
         built.epoch,
         started.elapsed()
@@ -324,8 +400,223 @@ fn dist(root: &Path) -> Result<Built> {
     for a in &built.release.artifacts {
         println!("  {}  {}", a.sha256, a.file);
     }
-    println!("  plugin-manifest.yaml, oci/ (linux/amd64, linux/arm64)");
+    println!(
+        "  plugin-manifest.yaml, plugin-entry.yaml, helm-values.yaml, oci/ (linux/amd64, linux/arm64)"
+    );
     Ok(built)
+}
+
+/// Cargo.toml's and Cargo.lock's version of the plugin crate set to
+/// `version`.
+fn set_version(root: &Path, version: &str) -> Result<()> {
+    let toml_path = root.join("Cargo.toml");
+    let toml = std::fs::read_to_string(&toml_path)?;
+    let old = crate_version(root)?;
+    let from = format!("version = \"{old}\"");
+    ensure!(toml.contains(&from), "no `{from}` in Cargo.toml");
+    std::fs::write(
+        &toml_path,
+        toml.replacen(&from, &format!("version = \"{version}\""), 1),
+    )?;
+    // The workspace's lock file, and the fuzz crate's (its own workspace).
+    for (lock, required) in [("Cargo.lock", true), ("fuzz/Cargo.lock", false)] {
+        let lock_path = root.join(lock);
+        if !required && !lock_path.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&lock_path)?;
+        let from = format!("name = \"{BIN_NAME}\"\nversion = \"{old}\"");
+        ensure!(text.contains(&from), "no {BIN_NAME} {old} in {lock}");
+        std::fs::write(
+            &lock_path,
+            text.replacen(
+                &from,
+                &format!("name = \"{BIN_NAME}\"\nversion = \"{version}\""),
+                1,
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Why `tag` cannot be built from `commit`: a version names one binary,
+/// so a version the committed manifest records for another commit, or a
+/// tag that exists already, is refused.
+fn release_refusal(
+    tag: &str,
+    commit: &str,
+    recorded: Option<&Release>,
+    tagged: bool,
+) -> Option<String> {
+    if let Some(recorded) = recorded
+        && format!("v{}", recorded.version) == tag
+        && recorded.commit != commit
+    {
+        return Some(format!(
+            "{tag} is already the build of commit {} (plugin-manifest.yaml records it; \
+             `cargo xtask reproduce` rebuilds it): a new build needs a new version",
+            recorded.commit
+        ));
+    }
+    if tagged && recorded.is_none_or(|r| format!("v{}", r.version) != tag) {
+        return Some(format!(
+            "the tag {tag} exists but plugin-manifest.yaml does not record {tag}: \
+             a released version is not built again"
+        ));
+    }
+    None
+}
+
+fn release(tag: &str, base_url: Option<&str>) -> Result<()> {
+    let root = workspace_root();
+    let wanted = version::parse_tag(tag).map_err(anyhow::Error::msg)?;
+    let current = crate_version(&root)?;
+    if current != wanted {
+        set_version(&root, &wanted)?;
+        println!(
+            "Cargo.toml and the Cargo.lock files now say {wanted} (were {current}). Commit them:\n\
+             \x20 git commit -m \"Release {tag}\" Cargo.toml Cargo.lock fuzz/Cargo.lock\n\
+             then run `cargo xtask release {tag}` again to build it."
+        );
+        return Ok(());
+    }
+    let (commit, _) = source_identity(&root)?;
+    ensure!(
+        !commit.ends_with("-modified"),
+        "the checkout has uncommitted changes: a release is built from a commit"
+    );
+    let recorded = committed_manifest(&root).ok();
+    let tagged = git(&root, &["tag", "--list", tag]).is_ok_and(|t| !t.is_empty());
+    if let Some(refusal) = release_refusal(tag, &commit, recorded.as_ref(), tagged) {
+        bail!("{refusal}");
+    }
+    let built = dist(
+        &root,
+        &BuildOptions {
+            release: Some(tag.to_string()),
+            base_url: base_url.map(str::to_string),
+        },
+    )?;
+    std::fs::copy(
+        built.dist.join("plugin-manifest.yaml"),
+        root.join("plugin-manifest.yaml"),
+    )?;
+    println!(
+        "{tag} built from {commit}; plugin-manifest.yaml records it. Tag-ready:\n\
+         \x20 git commit -m \"plugin-manifest.yaml for {tag}\" plugin-manifest.yaml && git tag {tag}\n\
+         then publish target/dist/* at {}, and set Cargo.toml to the next version \
+         (builds until then say {wanted}-dev+<commit>).",
+        built.release.base_url
+    );
+    Ok(())
+}
+
+/// Extracts `commit` with `git archive` into `<build dir>/<name>/src` (a
+/// different path, no .git) and builds it into `<build dir>/<name>/target`.
+fn build_commit(root: &Path, commit: &str, name: &str, options: &BuildOptions) -> Result<Built> {
+    let epoch = git(root, &["log", "-1", "--format=%ct", commit])
+        .with_context(|| format!("commit {commit} is not in this repository"))?;
+    let work = build_dir(root).join(name);
+    let src = work.join("src");
+    if src.exists() {
+        std::fs::remove_dir_all(&src)?;
+    }
+    std::fs::create_dir_all(&src)?;
+    let archive = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["archive", "--format=tar", commit])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running git archive")?;
+    let status = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(&src)
+        .stdin(archive.stdout.context("git archive stdout")?)
+        .status()?;
+    ensure!(status.success(), "unpacking git archive {commit}");
+    // The rebuild is told what git would have said.
+    // SAFETY: single-threaded here; the child processes read these.
+    unsafe {
+        std::env::set_var(COMMIT_ENV, commit);
+        std::env::set_var("SOURCE_DATE_EPOCH", &epoch);
+    }
+    let started = Instant::now();
+    let built = build_release(&src, &work.join("target"), &work.join("dist"), options)?;
+    println!(
+        "built {commit} in {} in {:.0?}: v{}",
+        src.display(),
+        started.elapsed(),
+        built.release.version
+    );
+    Ok(built)
+}
+
+/// The done-test of a version naming one binary: HEAD built here and again
+/// from `git archive` elsewhere gives the same version and the same bytes;
+/// the next commit (same tree, made with `git commit-tree`, nothing checked
+/// out or moved) gives another version and other bytes.
+fn release_check() -> Result<()> {
+    let root = workspace_root();
+    let head = git(&root, &["rev-parse", "HEAD"])?;
+    ensure!(
+        git(&root, &["status", "--porcelain", "--untracked-files=no"])?.is_empty(),
+        "release-check builds HEAD: commit or stash the changes first"
+    );
+    let options = BuildOptions::default();
+    let here = dist(&root, &options)?;
+    let again = build_commit(&root, &head, "release-check", &options)?;
+    ensure!(
+        here.release.version == again.release.version,
+        "the same commit, two versions: {} and {}",
+        here.release.version,
+        again.release.version
+    );
+    ensure!(
+        here.release.artifacts == again.release.artifacts,
+        "the same commit and version, other bytes: {:?} vs {:?}",
+        here.release.artifacts,
+        again.release.artifacts
+    );
+    let index = |dist: &Path| std::fs::read(dist.join("oci/index.json")).ok();
+    ensure!(
+        index(&here.dist).is_some() && index(&here.dist) == index(&again.dist),
+        "the same commit, another OCI image index"
+    );
+    println!(
+        "same commit {head}: v{} both times, identical binaries and image",
+        here.release.version
+    );
+    let next = git(
+        &root,
+        &[
+            "commit-tree",
+            "HEAD^{tree}",
+            "-p",
+            "HEAD",
+            "-m",
+            "release-check: the commit after HEAD (same tree)",
+        ],
+    )?;
+    let after = build_commit(&root, &next, "release-check", &options)?;
+    ensure!(
+        after.release.version != here.release.version,
+        "the next commit {next} calls itself v{} too",
+        after.release.version
+    );
+    for (a, b) in here.release.artifacts.iter().zip(&after.release.artifacts) {
+        ensure!(
+            a.sha256 != b.sha256,
+            "{}: commits {head} and {next} built the same bytes",
+            a.file
+        );
+    }
+    println!(
+        "next commit {next}: v{} (not v{}), other binaries",
+        after.release.version, here.release.version
+    );
+    Ok(())
 }
 
 fn committed_manifest(root: &Path) -> Result<Release> {
@@ -352,41 +643,18 @@ fn reproduce(commit: Option<&str>) -> Result<()> {
             committed_manifest(&root).ok(),
         ),
     };
-    let epoch = git(&root, &["log", "-1", "--format=%ct", &commit])
-        .with_context(|| format!("commit {commit} is not in this repository"))?;
-    let work = build_dir(&root).join("reproduce");
-    let src = work.join("src");
-    if src.exists() {
-        std::fs::remove_dir_all(&src)?;
-    }
-    std::fs::create_dir_all(&src)?;
-    let archive = Command::new("git")
-        .arg("-C")
-        .arg(&root)
-        .args(["archive", "--format=tar", &commit])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running git archive")?;
-    let status = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(&src)
-        .stdin(archive.stdout.context("git archive stdout")?)
-        .status()?;
-    ensure!(status.success(), "unpacking git archive {commit}");
-    // The rebuild is told what git would have said.
-    // SAFETY: single-threaded here; the child processes read these.
-    unsafe {
-        std::env::set_var(COMMIT_ENV, &commit);
-        std::env::set_var("SOURCE_DATE_EPOCH", &epoch);
-    }
-    let started = Instant::now();
-    let again = build_release(&src, &work.join("target"), &work.join("dist"))?;
-    println!(
-        "rebuilt {commit} in {} in {:.0?}",
-        src.display(),
-        started.elapsed()
-    );
+    // A release is rebuilt as a release; the files' URL as recorded.
+    let options = BuildOptions {
+        release: recorded
+            .as_ref()
+            .filter(|r| r.commit == commit && !r.version.contains("-dev"))
+            .map(|r| format!("v{}", r.version)),
+        base_url: recorded
+            .as_ref()
+            .filter(|r| r.commit == commit)
+            .map(|r| r.base_url.clone()),
+    };
+    let again = build_commit(&root, &commit, "reproduce", &options)?;
     let mut compared = 0;
     let mut differ = Vec::new();
     let mut compare = |what: &str, theirs: &Release| {
@@ -456,6 +724,12 @@ fn update_manifest() -> Result<()> {
         !release.commit.ends_with("-modified"),
         "target/dist was built from a modified checkout ({}); commit first and rerun `cargo xtask dist`",
         release.commit
+    );
+    ensure!(
+        !release.version.contains("-dev"),
+        "target/dist holds v{}, not a release: the committed plugin-manifest.yaml records \
+         releases only (`cargo xtask release vX.Y.Z` writes it)",
+        release.version
     );
     std::fs::write(root.join("plugin-manifest.yaml"), &text)?;
     println!(
@@ -536,4 +810,76 @@ fn start_time(runs: usize) -> Result<()> {
         left.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(version: &str, commit: &str) -> Release {
+        Release {
+            version: version.into(),
+            commit: commit.into(),
+            rustc: "rustc 1.95.0".into(),
+            base_url: manifest::default_base_url(version),
+            artifacts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_version_names_one_build() {
+        let a = recorded("0.2.0", "aaaa");
+        // Built once: the same commit may be built again (reproduce).
+        assert_eq!(release_refusal("v0.2.0", "aaaa", Some(&a), true), None);
+        // Another commit with that version: refused.
+        let refusal = release_refusal("v0.2.0", "bbbb", Some(&a), true).unwrap();
+        assert!(
+            refusal.contains("already the build of commit aaaa"),
+            "{refusal}"
+        );
+        // A new version from another commit: fine.
+        assert_eq!(release_refusal("v0.3.0", "bbbb", Some(&a), false), None);
+        // A tag made outside `release`: refused.
+        let refusal = release_refusal("v0.3.0", "bbbb", Some(&a), true).unwrap();
+        assert!(refusal.contains("tag v0.3.0 exists"), "{refusal}");
+    }
+
+    #[test]
+    fn set_version_rewrites_cargo_toml_and_lock() {
+        let dir = std::env::temp_dir().join(format!("xtask-set-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"x\"\nversion = \"0.2.0\"\n[dependencies]\ny = { version = \"0.2.0\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("Cargo.lock"),
+            format!("[[package]]\nname = \"y\"\nversion = \"0.2.0\"\n\n[[package]]\nname = \"{BIN_NAME}\"\nversion = \"0.2.0\"\n"),
+        )
+        .unwrap();
+        set_version(&dir, "0.3.0").unwrap();
+        let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(toml.contains("version = \"0.3.0\"\n[dependencies]\ny = { version = \"0.2.0\" }"));
+        let lock = std::fs::read_to_string(dir.join("Cargo.lock")).unwrap();
+        assert!(lock.contains("name = \"y\"\nversion = \"0.2.0\""));
+        assert!(lock.contains(&format!("name = \"{BIN_NAME}\"\nversion = \"0.3.0\"")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_base_url_is_a_flag_not_a_constant() {
+        let mut release = recorded("0.2.0", "aaaa");
+        release.artifacts.push(Artifact {
+            arch: "amd64".into(),
+            file: manifest::file_name("amd64"),
+            sha256: "0".repeat(64),
+        });
+        release.base_url = "https://files.internal.example/istio-plugin/".into();
+        let text = manifest::render(&release).unwrap();
+        assert!(text.contains(
+            "location: \"https://files.internal.example/istio-plugin/rollouts-plugin-trafficrouter-istio-linux-amd64\""
+        ));
+        assert_eq!(manifest::parse_header(&text).unwrap(), release);
+    }
 }

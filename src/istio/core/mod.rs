@@ -93,6 +93,25 @@ impl CanaryTarget {
     }
 }
 
+/// The routes SetWeight edits in `doc`, as (`http`, `tls` or `tcp`,
+/// index); what cannot be selected is left out (the calls report it).
+pub fn selected_routes(
+    doc: &serde_json::Value,
+    ctx: &VirtualServiceContext<'_>,
+) -> Vec<(&'static str, usize)> {
+    json::RouteKind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            selection::configured_selection(doc, kind, ctx)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |index| (kind.field(), index))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! Work counts, not wall time: selection, ordering and the weight edit
