@@ -3,9 +3,10 @@
 //! * kustomize (Argo CD's or your own): `tests/install/kustomize/overlay`
 //!   adds the plugin entry to an `argo-rollouts-config` that other plugins
 //!   already use, and the init-container install to the controller
-//!   Deployment; built with `kubectl kustomize` (or `kustomize build`), the
-//!   other keys must survive and the entry must be the release's. Without
-//!   either tool the build is skipped with a note (with `CI=true` it fails).
+//!   Deployment; built with kustomize v5.8.3 (pinned in tests/install/go.mod,
+//!   built from its Go module), the other keys must survive and the entry
+//!   must be the release's. Without Go the build is skipped with a note
+//!   (with `CI=true` it fails).
 //! * Helm: the chart writes `controller.trafficRouterPlugins` into the
 //!   ConfigMap with `toYaml` (argo-helm
 //!   `charts/argo-rollouts/templates/controller/configmap.yaml`); helm itself
@@ -13,11 +14,12 @@
 //! * The snippets docs/install.md shows are the files tested here and the
 //!   generator's output for the committed release.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
+use test_support::go_build::Unavailable;
 
 #[allow(dead_code)]
 #[path = "../xtask/src/manifest.rs"]
@@ -36,10 +38,6 @@ fn documents(text: &str) -> Vec<Value> {
         .map(|doc| Value::deserialize(doc).expect("valid YAML"))
         .filter(|d| !d.is_null())
         .collect()
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
 }
 
 /// A plugin entry as Argo Rollouts reads it (`PluginItem` in
@@ -79,36 +77,28 @@ fn release_entries() -> Vec<PluginItem> {
     serde_yaml::from_str(&manifest::render_entry(&release()).expect("renders")).expect("a list")
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
-}
-
-/// `kubectl kustomize DIR` or `kustomize build DIR`; `None` (skipped) when
-/// neither tool is installed.
+/// `kustomize build DIR` with the pinned kustomize (`tests/install/go.mod`,
+/// built once like the genuine Go client); `None` (skipped, with a note)
+/// without Go outside CI.
 fn kustomize(dir: &Path) -> Option<String> {
-    let mut cmd = if which("kubectl").is_some() {
-        let mut c = Command::new("kubectl");
-        c.arg("kustomize");
-        c
-    } else if which("kustomize").is_some() {
-        let mut c = Command::new("kustomize");
-        c.arg("build");
-        c
-    } else {
-        let message = "neither kubectl nor kustomize is on PATH: the kustomize install \
-                       (tests/install/kustomize) was not built; install kubectl to run it";
-        assert!(!in_ci(), "{message}");
-        eprintln!("SKIPPED: {message}");
-        return None;
+    let kustomize = match test_support::go_build::kustomize() {
+        Ok(path) => path,
+        Err(Unavailable::Skip(why)) => {
+            eprintln!(
+                "SKIPPED: the kustomize install (tests/install/kustomize) was not built: {why}"
+            );
+            return None;
+        }
+        Err(Unavailable::Fail(why)) => panic!("{why}"),
     };
-    let out = cmd.arg(dir).output().expect("kustomize runs");
+    let out = Command::new(kustomize)
+        .arg("build")
+        .arg(dir)
+        .output()
+        .expect("kustomize runs");
     assert!(
         out.status.success(),
-        "kustomize {}: {}",
+        "kustomize build {}: {}",
         dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );

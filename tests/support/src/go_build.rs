@@ -1,7 +1,8 @@
 //! Builds `tests/go-client`, the Argo Rollouts controller's own plugin
 //! client (argo-rollouts v1.10.2, go-plugin v1.7.0, pinned in its
 //! go.mod/go.sum), and the module's other programs (`cmd/floor`, the peers
-//! benchmark's Go floor plugin), once per source version: each binary is kept in the user's
+//! benchmark's Go floor plugin) and kustomize (`tests/install`), once per
+//! source version: each binary is kept in the user's
 //! cache directory, outside the clone, under a key hashed from the module's
 //! files and the Go toolchain, so later runs (and `cargo clean`) reuse it.
 //!
@@ -20,7 +21,7 @@ const GOTOOLCHAIN: &str = "go1.27.3";
 /// How to get the client when it cannot be built.
 const HOW_TO_ENABLE: &str = "install Go (go1.21 or newer, on PATH or in /usr/local/go) with \
      access to the Go module proxy, which serves GOTOOLCHAIN=go1.27.3 and the modules pinned in \
-     tests/go-client/go.sum";
+     tests/go-client/go.sum and tests/install/go.sum";
 
 /// Why the client is not there.
 #[derive(Debug, Clone)]
@@ -45,8 +46,9 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-fn source_dir() -> PathBuf {
-    crate::plugin_crate_dir().join("tests/go-client")
+/// A Go module of the repository, e.g. `tests/go-client`.
+fn source_dir(module: &str) -> PathBuf {
+    crate::plugin_crate_dir().join(module)
 }
 
 /// `go` on PATH, else the official distribution's place.
@@ -65,13 +67,13 @@ fn go_binary() -> &'static Path {
 }
 
 /// The go command with the environment every invocation uses.
-fn go() -> Command {
+fn go(module: &str) -> Command {
     let mut cmd = Command::new(go_binary());
     cmd.env("GOTOOLCHAIN", GOTOOLCHAIN)
         .env("GO111MODULE", "on")
         .env_remove("GOFLAGS")
         .env_remove("GOPATH")
-        .current_dir(source_dir());
+        .current_dir(source_dir(module));
     cmd
 }
 
@@ -79,7 +81,9 @@ fn go() -> Command {
 /// the cache directory when the sources have not changed).
 pub fn go_client() -> Result<PathBuf, Unavailable> {
     static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
-    BUILT.get_or_init(|| build("go-client", ".")).clone()
+    BUILT
+        .get_or_init(|| build("tests/go-client", "go-client", "."))
+        .clone()
 }
 
 /// `cmd/floor`: a traffic-router plugin on argo-rollouts' own `plugin/rpc`
@@ -88,13 +92,28 @@ pub fn go_client() -> Result<PathBuf, Unavailable> {
 pub fn go_floor() -> Result<PathBuf, Unavailable> {
     static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
     BUILT
-        .get_or_init(|| build("go-floor", "./cmd/floor"))
+        .get_or_init(|| build("tests/go-client", "go-floor", "./cmd/floor"))
+        .clone()
+}
+
+/// kustomize (`sigs.k8s.io/kustomize/kustomize/v5`, pinned in
+/// `tests/install/go.mod`), as Argo CD and `kubectl kustomize` run it.
+pub fn kustomize() -> Result<PathBuf, Unavailable> {
+    static BUILT: OnceLock<Result<PathBuf, Unavailable>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build(
+                "tests/install",
+                "kustomize",
+                "sigs.k8s.io/kustomize/kustomize/v5",
+            )
+        })
         .clone()
 }
 
 /// Builds `package` of the module as `name` in the cache.
-fn build(name: &str, package: &str) -> Result<PathBuf, Unavailable> {
-    let version = go().arg("version").output();
+fn build(module: &str, name: &str, package: &str) -> Result<PathBuf, Unavailable> {
+    let version = go(module).arg("version").output();
     let missing = match &version {
         Err(e) => Some(format!("no go command ({e})")),
         Ok(out) if !out.status.success() => Some(format!(
@@ -107,13 +126,13 @@ fn build(name: &str, package: &str) -> Result<PathBuf, Unavailable> {
         let why = format!("{missing}; {HOW_TO_ENABLE}");
         return Err(if in_ci() {
             Unavailable::Fail(format!(
-                "CI=true and the genuine Go client cannot be built: {why}"
+                "CI=true and {name} ({module}) cannot be built: {why}"
             ))
         } else {
             Unavailable::Skip(why)
         });
     }
-    let key = source_key().map_err(Unavailable::Fail)?;
+    let key = source_key(module).map_err(Unavailable::Fail)?;
     let dir = cache_root()
         .map_err(Unavailable::Fail)?
         .join(format!("{key:016x}"));
@@ -127,7 +146,7 @@ fn build(name: &str, package: &str) -> Result<PathBuf, Unavailable> {
     // test binaries) never see a half-written file.
     let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
     let started = Instant::now();
-    let output = go()
+    let output = go(module)
         .args(["build", "-mod=readonly", "-buildvcs=false", "-o"])
         .arg(&partial)
         .arg(package)
@@ -136,7 +155,7 @@ fn build(name: &str, package: &str) -> Result<PathBuf, Unavailable> {
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(Unavailable::Fail(format!(
-            "go build of {package} in tests/go-client failed:\n{}",
+            "go build of {package} in {module} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         )));
     }
@@ -199,8 +218,8 @@ fn module_files(dir: &Path) -> Result<Vec<String>, String> {
 
 /// FNV-1a over the toolchain name and every file of the module (see
 /// [`module_files`]), by name and content, in name order.
-fn source_key() -> Result<u64, String> {
-    let dir = source_dir();
+fn source_key(module: &str) -> Result<u64, String> {
+    let dir = source_dir(module);
     let names = module_files(&dir)?;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
@@ -215,7 +234,7 @@ fn source_key() -> Result<u64, String> {
     feed(GOTOOLCHAIN.as_bytes());
     for name in &names {
         let content = std::fs::read(dir.join(name))
-            .map_err(|e| format!("reading tests/go-client/{name}: {e}"))?;
+            .map_err(|e| format!("reading {}/{name}: {e}", dir.display()))?;
         feed(name.as_bytes());
         feed(&content);
     }
