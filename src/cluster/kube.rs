@@ -675,7 +675,6 @@ impl Watcher {
                 }
             };
             cache.set_state(SyncState::Synced);
-            backoff.reset();
             drop(cache);
             let mut stream = std::pin::pin!(stream);
             // A connection that went silent (no event, not even the server's
@@ -684,6 +683,16 @@ impl Watcher {
                 let Some(cache) = self.cache.upgrade() else {
                     return WatchEnd::Unused;
                 };
+                // A refused watch (403, 429, 503 while an API server starts)
+                // still "opens": its status comes as the stream's first item.
+                // Then the cache is not current, and the next attempt waits
+                // (no tight loop against a server that refuses); only an
+                // event shows that the watch works.
+                if matches!(event, Ok(WatchEvent::Error(_)) | Err(_)) {
+                    cache.set_state(SyncState::Stale);
+                } else {
+                    backoff.reset();
+                }
                 match event {
                     Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
                         if let Ok(object) = json_of(&object) {
@@ -705,10 +714,17 @@ impl Watcher {
                     }
                     Ok(WatchEvent::Error(status)) => {
                         tracing::warn!(watch = %self.label, error = %status.message, "watch error event");
+                        drop(cache);
+                        backoff.wait().await;
                         break;
+                    }
+                    Err(::kube::Error::Api(status)) if status.code == 410 => {
+                        return WatchEnd::Relist;
                     }
                     Err(error) => {
                         tracing::warn!(watch = %self.label, %error, "watch stream broke");
+                        drop(cache);
+                        backoff.wait().await;
                         break;
                     }
                 }

@@ -16,6 +16,12 @@ use crate::cluster::{Cluster, ClusterError, ObjectKey};
 pub struct RetryPolicy {
     /// Attempts per request, the first included.
     pub attempts: u32,
+    /// Attempts of one write while it conflicts, the first included. Each
+    /// conflict means another writer's update landed in between, and
+    /// argo-rollouts reconciles up to `--rollout-threads` (10 by default)
+    /// Rollouts at once, each of which may write the same VirtualService:
+    /// the budget outlasts that many racing writers.
+    pub conflict_attempts: u32,
     /// Pause before retrying a transient failure, doubled each time
     /// (a conflict is retried at once: the fresh read is the remedy).
     pub backoff: Duration,
@@ -25,6 +31,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 5,
+            conflict_attempts: 20,
             backoff: Duration::from_millis(25),
         }
     }
@@ -182,19 +189,26 @@ where
     C: Cluster,
     F: Fn(&mut Value) -> Result<bool, CoreError>,
 {
-    let mut attempt = 1;
+    // Transient failures and conflicts each have their own budget.
+    let (mut attempt, mut conflicts) = (1, 1);
     loop {
         let error = match cluster.replace(key, doc).await {
             Ok(_) => {
                 tracing::info!(object = %key, "updated");
                 return Ok(());
             }
-            Err(e) if e.is_retryable() && attempt < retry.attempts => e,
+            Err(e @ ClusterError::Conflict { .. }) if conflicts < retry.conflict_attempts => {
+                conflicts += 1;
+                e
+            }
+            Err(e @ ClusterError::Transient { .. }) if attempt < retry.attempts => {
+                retry.pause(attempt, &e).await;
+                attempt += 1;
+                e
+            }
             Err(e) => return Err(cluster_error("writing", key, e)),
         };
-        tracing::debug!(object = %key, attempt, error = %error, "write failed, retrying from a fresh read");
-        retry.pause(attempt, &error).await;
-        attempt += 1;
+        tracing::debug!(object = %key, attempt, conflicts, error = %error, "write failed, retrying from a fresh read");
         doc = read(cluster, key, Freshness::Latest, retry).await?;
         if !edit(&mut doc)? {
             // Someone else already made the change.

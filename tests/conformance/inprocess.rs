@@ -31,8 +31,8 @@ impl Transport for InProcess {
                 .with_api_version(&case.istio_api_version)
                 .map_err(|e| e.to_string())?
                 .with_retry(RetryPolicy {
-                    attempts: 5,
                     backoff: std::time::Duration::from_millis(1),
+                    ..RetryPolicy::default()
                 });
             Ok(Session {
                 cluster: Box::new(SharedCluster(cluster)),

@@ -7,11 +7,13 @@ use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
 
 use crate::kube_objects::Objects;
 use crate::tools::Built;
@@ -23,8 +25,15 @@ pub const CONTROLLER_SERVICE_ACCOUNT: &str = "argo-rollouts";
 pub struct Cluster {
     work: Option<tempfile::TempDir>,
     work_path: PathBuf,
-    processes: Vec<Process>,
+    processes: Mutex<Vec<Process>>,
+    /// kube-apiserver's binary and flags, to start it again.
+    apiserver: (PathBuf, Vec<String>),
+    restarts: Mutex<u32>,
+    /// From each kube-apiserver stop until it was ready again.
+    restart_windows: Mutex<Vec<(SystemTime, SystemTime)>>,
     admin: Client,
+    /// etcd's client URL (its v3 JSON gateway serves there too).
+    pub etcd_url: String,
     pub server: String,
     pub ca_file: PathBuf,
     /// A certificate for 127.0.0.1 signed by the tier's CA, and its key.
@@ -81,40 +90,41 @@ impl Cluster {
 
         let secure_port = free_port()?;
         let audit_log = dir.join("audit.log");
+        let apiserver_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            "--bind-address=127.0.0.1".to_string(),
+            "--advertise-address=127.0.0.1".to_string(),
+            // Kubernetes 1.37 refuses a loopback address for the
+            // `kubernetes` Service's endpoints; nothing here reaches
+            // the API server through that Service.
+            "--endpoint-reconciler-type=none".to_string(),
+            format!("--secure-port={secure_port}"),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+            "--authorization-mode=RBAC".to_string(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+            format!("--service-account-key-file={}", pki.sa_public.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_private.display()
+            ),
+            "--service-cluster-ip-range=10.96.0.0/16".to_string(),
+            format!(
+                "--audit-policy-file={}",
+                dir.join("audit-policy.yaml").display()
+            ),
+            format!("--audit-log-path={}", audit_log.display()),
+            "--audit-log-format=json".to_string(),
+            "--audit-log-mode=blocking".to_string(),
+            "--profiling=false".to_string(),
+            "--v=0".to_string(),
+        ];
         processes.push(Process::spawn(
             "kube-apiserver",
             &dir,
-            Command::new(&built.kube_apiserver).args([
-                format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-                "--bind-address=127.0.0.1".to_string(),
-                "--advertise-address=127.0.0.1".to_string(),
-                // Kubernetes 1.37 refuses a loopback address for the
-                // `kubernetes` Service's endpoints; nothing here reaches
-                // the API server through that Service.
-                "--endpoint-reconciler-type=none".to_string(),
-                format!("--secure-port={secure_port}"),
-                format!("--tls-cert-file={}", pki.server_cert.display()),
-                format!("--tls-private-key-file={}", pki.server_key.display()),
-                format!("--client-ca-file={}", pki.ca_cert.display()),
-                format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-                "--authorization-mode=RBAC".to_string(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
-                format!("--service-account-key-file={}", pki.sa_public.display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    pki.sa_private.display()
-                ),
-                "--service-cluster-ip-range=10.96.0.0/16".to_string(),
-                format!(
-                    "--audit-policy-file={}",
-                    dir.join("audit-policy.yaml").display()
-                ),
-                format!("--audit-log-path={}", audit_log.display()),
-                "--audit-log-format=json".to_string(),
-                "--audit-log-mode=blocking".to_string(),
-                "--profiling=false".to_string(),
-                "--v=0".to_string(),
-            ]),
+            Command::new(&built.kube_apiserver).args(&apiserver_args),
         )?);
 
         let server = format!("https://127.0.0.1:{secure_port}");
@@ -145,8 +155,12 @@ impl Cluster {
         let cluster = Cluster {
             work_path: dir.clone(),
             work: Some(work),
-            processes,
+            processes: Mutex::new(processes),
+            apiserver: (built.kube_apiserver.clone(), apiserver_args),
+            restarts: Mutex::new(0),
+            restart_windows: Mutex::new(Vec::new()),
             admin,
+            etcd_url: format!("http://127.0.0.1:{etcd_client}"),
             server,
             ca_file: pki.ca_cert,
             serving_cert: pki.server_cert,
@@ -173,10 +187,178 @@ impl Cluster {
         &self.work_path
     }
 
+    /// Stops kube-apiserver (SIGTERM, as a node drains it), waits `down`
+    /// while `meanwhile` runs (it may write to etcd, as another API server
+    /// of the cluster would), then starts it again with the same flags on
+    /// the same etcd and waits until it is ready and kube-controller-manager
+    /// has caught up; the outcome of `meanwhile`.
+    pub async fn restart_apiserver<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+        &self,
+        down: Duration,
+        meanwhile: F,
+    ) -> anyhow::Result<T> {
+        let restart = {
+            let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+            *restarts += 1;
+            *restarts
+        };
+        let stopped = SystemTime::now();
+        {
+            let mut processes = self.processes.lock().unwrap_or_else(|p| p.into_inner());
+            let index = processes
+                .iter()
+                .position(|p| p.name.starts_with("kube-apiserver"))
+                .context("no kube-apiserver process")?;
+            let mut apiserver = processes.remove(index);
+            // Its graceful shutdown outlasts what the tier waits for (its
+            // open watches): after 3 s it is killed.
+            tokio::task::block_in_place(|| apiserver.stop_within(Duration::from_secs(3)));
+        }
+        let started = Instant::now();
+        let outcome = meanwhile.await?;
+        tokio::time::sleep(down.saturating_sub(started.elapsed())).await;
+        let process = Process::spawn(
+            &format!("kube-apiserver-restart{restart}"),
+            &self.work_path,
+            Command::new(&self.apiserver.0).args(&self.apiserver.1),
+        )?;
+        self.processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(process);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let ready = self
+                .admin
+                .request_text(
+                    http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .expect("static request"),
+                )
+                .await;
+            match ready {
+                Ok(text) if text.trim() == "ok" => break,
+                _ if Instant::now() > deadline => {
+                    bail!("kube-apiserver not ready 120 s after its restart: {ready:?}")
+                }
+                _ => {
+                    check_alive(&mut self.processes.lock().unwrap_or_else(|p| p.into_inner()))?;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        self.restart_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((stopped, SystemTime::now()));
+        // The rest of the cluster must have caught up too before the next
+        // step (or the next scenario): kube-controller-manager gives a new
+        // namespace its `default` ServiceAccount, without which no pod can
+        // be created. Its informers recover at their own pace, more slowly
+        // after a compaction.
+        let objects = Objects::new(self.admin.clone());
+        let probe = format!("e2e-restart-probe-{restart}");
+        objects.ensure_namespace(&probe).await?;
+        while objects
+            .get("ServiceAccount", &probe, "default")
+            .await?
+            .is_none()
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-controller-manager gave namespace {probe} no ServiceAccount within 120 s of the restart"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Whether `time` fell while kube-apiserver was being restarted (a
+    /// starting API server refuses requests until its RBAC caches are
+    /// filled).
+    pub fn during_restart(&self, time: SystemTime) -> bool {
+        self.restart_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(from, to)| *from <= time && time <= *to)
+    }
+
+    /// One request to etcd's v3 JSON gateway (`/v3/kv/range`, `/v3/kv/put`,
+    /// `/v3/kv/compaction`, …); the answer as JSON.
+    pub async fn etcd(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        use http_body_util::{BodyExt, Full};
+        let address = self.etcd_url.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .with_context(|| format!("connecting to etcd at {address}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = http::Request::post(path)
+            .header(http::header::HOST, &address)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("etcd {path}: {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("etcd {path}: answer"))
+    }
+
+    /// The stored JSON of a custom resource in etcd (`key` as the API
+    /// server stores it, e.g. `/registry/networking.istio.io/virtualservices/ns/name`).
+    pub async fn etcd_get(&self, key: &str) -> anyhow::Result<Value> {
+        let answer = self
+            .etcd("/v3/kv/range", json!({"key": base64(key.as_bytes())}))
+            .await?;
+        let value = answer["kvs"][0]["value"]
+            .as_str()
+            .with_context(|| format!("etcd has no key {key}: {answer}"))?;
+        serde_json::from_slice(&unbase64(value)?)
+            .with_context(|| format!("etcd key {key} does not hold JSON"))
+    }
+
+    /// Compacts etcd's history up to its current revision, physically (the
+    /// answer comes once the old revisions are gone); says which revision.
+    pub async fn compact_etcd(&self) -> anyhow::Result<String> {
+        // Any read answers with the store's current revision.
+        let range = self
+            .etcd("/v3/kv/range", json!({"key": base64(b"/e2e-revision")}))
+            .await?;
+        let revision = match &range["header"]["revision"] {
+            Value::String(r) => r.clone(),
+            Value::Number(r) => r.to_string(),
+            _ => bail!("etcd's answer has no revision: {range}"),
+        };
+        self.etcd(
+            "/v3/kv/compaction",
+            json!({"revision": revision, "physical": true}),
+        )
+        .await?;
+        Ok(format!("etcd compacted up to revision {revision}"))
+    }
+
+    pub async fn etcd_put(&self, key: &str, value: &Value) -> anyhow::Result<()> {
+        self.etcd(
+            "/v3/kv/put",
+            json!({"key": base64(key.as_bytes()), "value": base64(value.to_string().as_bytes())}),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Stops every process; keeps the work directory (logs, audit log)
     /// when something failed or `E2E_KEEP` is set.
     pub fn finish(mut self, success: bool) {
-        for process in self.processes.iter_mut().rev() {
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for process in processes.iter_mut().rev() {
             process.stop();
         }
         if (!success || std::env::var_os("E2E_KEEP").is_some())
@@ -305,6 +487,45 @@ fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (etcd's JSON gateway carries bytes so).
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unbase64(text: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut bits, mut count) = (0u32, 0);
+    for c in text.bytes().filter(|c| *c != b'=') {
+        let value = BASE64
+            .iter()
+            .position(|b| *b == c)
+            .with_context(|| format!("not base64: {text:?}"))?;
+        bits = bits << 6 | value as u32;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count & 0xff) as u8);
+        }
+    }
+    Ok(out)
+}
+
 fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
     std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
@@ -425,6 +646,11 @@ impl Process {
     }
 
     pub fn stop(&mut self) {
+        self.stop_within(Duration::from_secs(10));
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop_within(&mut self, grace: Duration) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -432,7 +658,7 @@ impl Process {
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;

@@ -12,6 +12,8 @@ enum Step {
     Key(String),
     Index(usize),
     Select(String, String),
+    /// `[*]`: every element (only where paths name fields to remove).
+    All,
 }
 
 fn parse(path: &str) -> Result<Vec<Step>, String> {
@@ -57,6 +59,10 @@ fn parse(path: &str) -> Result<Vec<Step>, String> {
                 if !closed {
                     return Err(format!("path {path:?}: unclosed ["));
                 }
+                if inner == "*" {
+                    steps.push(Step::All);
+                    continue;
+                }
                 match inner.split_once('=') {
                     Some((k, v)) => steps.push(Step::Select(k.to_string(), v.to_string())),
                     None => steps.push(Step::Index(inner.parse().map_err(|_| {
@@ -83,14 +89,10 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Result<Option<&'a Value>, Str
         let next = match &step {
             Step::Key(key) => current.get(key),
             Step::Index(index) => current.get(index),
-            Step::Select(key, wanted) => current.as_array().and_then(|items| {
-                items.iter().find(|item| {
-                    lookup(item, key)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|found| scalar_text(found).as_deref() == Some(wanted))
-                })
-            }),
+            Step::Select(key, wanted) => current
+                .as_array()
+                .and_then(|items| items.iter().find(|item| selected(item, key, wanted))),
+            Step::All => return Err(format!("path {path:?}: [*] names no single value")),
         };
         match next {
             Some(next) => current = next,
@@ -98,6 +100,67 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Result<Option<&'a Value>, Str
         }
     }
     Ok(Some(current))
+}
+
+fn selected(item: &Value, key: &str, wanted: &str) -> bool {
+    lookup(item, key)
+        .ok()
+        .flatten()
+        .is_some_and(|found| scalar_text(found).as_deref() == Some(wanted))
+}
+
+/// Removes the field(s) at `path` from `value`; `[*]` stands for every
+/// element of a list, `[key=value]` for every matching one. Missing parts
+/// remove nothing.
+pub fn remove_path(value: &mut Value, path: &str) -> Result<(), String> {
+    let steps = parse(path)?;
+    remove_steps(value, &steps);
+    Ok(())
+}
+
+fn remove_steps(value: &mut Value, steps: &[Step]) {
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        match (first, value) {
+            (Step::Key(key), Value::Object(map)) => {
+                map.remove(key);
+            }
+            (Step::Index(index), Value::Array(items)) if *index < items.len() => {
+                items.remove(*index);
+            }
+            (Step::Select(key, wanted), Value::Array(items)) => {
+                items.retain(|item| !selected(item, key, wanted));
+            }
+            (Step::All, Value::Array(items)) => items.clear(),
+            _ => {}
+        }
+        return;
+    }
+    match (first, value) {
+        (Step::Key(key), Value::Object(map)) => {
+            if let Some(next) = map.get_mut(key) {
+                remove_steps(next, rest);
+            }
+        }
+        (Step::Index(index), Value::Array(items)) => {
+            if let Some(next) = items.get_mut(*index) {
+                remove_steps(next, rest);
+            }
+        }
+        (Step::Select(key, wanted), Value::Array(items)) => {
+            for item in items.iter_mut().filter(|item| selected(item, key, wanted)) {
+                remove_steps(item, rest);
+            }
+        }
+        (Step::All, Value::Array(items)) => {
+            for item in items {
+                remove_steps(item, rest);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn scalar_text(value: &Value) -> Option<String> {

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
 use crate::controller::Controller;
-use crate::expect::{check, lookup, substitute, substitute_text};
+use crate::expect::{check, lookup, remove_path, substitute, substitute_text};
 use crate::kube_objects::Objects;
-use crate::scenario::{Action, Expectation, Scenario, Step, applies};
+use crate::scenario::{Action, EventMatch, Expectation, Scenario, Step, applies};
 
 /// Field manager of the user's own edits (kubectl's server-side apply name).
 const USER_MANAGER: &str = "kubectl";
@@ -29,6 +29,7 @@ pub struct Outcome {
 }
 
 struct Context<'a> {
+    cluster: &'a Cluster,
     objects: Objects,
     controller: &'a Controller,
     argocd_normalize: &'a std::path::Path,
@@ -41,6 +42,7 @@ pub async fn run_all(
     argocd_normalize: &std::path::Path,
 ) -> Vec<Outcome> {
     let context = Context {
+        cluster,
         objects: Objects::new(cluster.admin_client()),
         controller,
         argocd_normalize,
@@ -129,7 +131,7 @@ async fn run_steps(
             vars.insert(name.clone(), text);
         }
     }
-    let refused = refused_plugin_requests(context.controller, &namespace);
+    let refused = refused_plugin_requests(context, &namespace);
     if !refused.is_empty() {
         return Err(format!(
             "the API server refused (403) requests of the plugin: {}",
@@ -219,6 +221,83 @@ async fn act(
             notes.push(note);
             Ok(())
         }
+        Action::RestartApiServer {
+            down,
+            meanwhile,
+            compact,
+        } => {
+            let outage = async {
+                if let Some(edit) = meanwhile {
+                    let key =
+                        etcd_key(context, namespace, &substitute_text(&edit.object, vars)).await?;
+                    let mut stored = context.cluster.etcd_get(&key).await?;
+                    merge_patch(&mut stored, &substitute(&edit.merge, vars));
+                    context.cluster.etcd_put(&key, &stored).await?;
+                }
+                if *compact {
+                    context.cluster.compact_etcd().await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let started = Instant::now();
+            let compacted = context
+                .cluster
+                .restart_apiserver(Duration::from_secs(*down), outage)
+                .await
+                .map_err(|e| format!("restarting kube-apiserver: {e:#}"))?;
+            notes.push(format!(
+                "kube-apiserver restarted, ready again after {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+            notes.extend(compacted);
+            Ok(())
+        }
+        Action::Concurrently(actions) => {
+            let runs = actions.iter().map(|action| async move {
+                let mut notes = Vec::new();
+                let result = Box::pin(act(context, namespace, action, vars, &mut notes)).await;
+                (result, notes)
+            });
+            let mut failures = Vec::new();
+            for (result, more) in join_all(runs).await {
+                notes.extend(more);
+                if let Err(why) = result {
+                    failures.push(why);
+                }
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(failures.join("; "))
+            }
+        }
+    }
+}
+
+/// Where the API server keeps a custom resource in etcd.
+async fn etcd_key(context: &Context<'_>, namespace: &str, object: &str) -> anyhow::Result<String> {
+    let (kind, name) = split_object(object).map_err(anyhow::Error::msg)?;
+    let (resource, _) = context.objects.resource(&kind).await?;
+    Ok(format!(
+        "/registry/{}/{}/{namespace}/{name}",
+        resource.group, resource.plural
+    ))
+}
+
+/// RFC 7386: objects merge, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
     }
 }
 
@@ -355,45 +434,166 @@ async fn holds(
             .await
             .map_err(|e| format!("events: {e:#}"))?;
         let wanted = substitute_text(&event.contains, vars);
-        let matching: Vec<&Value> = events
-            .iter()
-            .filter(|e| e["involvedObject"]["name"] == name.as_str())
-            .filter(|e| {
-                event
-                    .reason
-                    .as_ref()
-                    .is_none_or(|r| e["reason"] == r.as_str())
-            })
-            .filter(|e| event.from.as_ref().is_none_or(|from| reporter(e) == from))
-            .collect();
-        if !matching
-            .iter()
-            .any(|e| e["message"].as_str().is_some_and(|m| m.contains(&wanted)))
-        {
-            let matching = if matching.is_empty() {
-                // Say what there is about the object at all.
+        let matching = matching_events(&events, &name, event, vars);
+        if matching.is_empty() {
+            let about = matching_events_by_reason(&events, &name, event);
+            // Say what there is about the object at all.
+            let about = if about.is_empty() {
                 events
                     .iter()
                     .filter(|e| e["involvedObject"]["name"] == name.as_str())
                     .collect()
             } else {
-                matching
+                about
             };
-            let seen: Vec<String> = matching
-                .iter()
-                .map(|e| format!("{} from {}: {}", e["reason"], reporter(e), e["message"]))
-                .collect();
             return Err(format!(
                 "{object}: no event containing {wanted:?} (events: {})",
-                if seen.is_empty() {
-                    "none".to_string()
-                } else {
-                    seen.join(" | ")
+                shown_events(&about)
+            ));
+        }
+    }
+    if let Some(event) = &expectation.no_event {
+        let events = context
+            .objects
+            .core_events(&ns)
+            .await
+            .map_err(|e| format!("events: {e:#}"))?;
+        let matching = matching_events(&events, &name, event, vars);
+        if !matching.is_empty() {
+            return Err(format!(
+                "{object}: an event it must not have: {}",
+                shown_events(&matching)
+            ));
+        }
+    }
+    if let Some(count) = &expectation.requests {
+        let found = plugin_requests_about(&context.controller.audit_log, &kind, &ns, &name)
+            .filter(|e| {
+                e["verb"] == count.verb.as_str() && e["responseStatus"]["code"] == count.code
+            })
+            .count();
+        if count.at_least.is_some_and(|n| found < n) || count.at_most.is_some_and(|n| found > n) {
+            return Err(format!(
+                "{object}: the audit log shows {found} {} request(s) of the plugin answered {}, want at least {:?}, at most {:?}",
+                count.verb, count.code, count.at_least, count.at_most
+            ));
+        }
+    }
+    if let Some(unchanged) = &expectation.unchanged {
+        let desired = manifest_of(manifests, &kind, &name)
+            .ok_or_else(|| format!("{object}: not in the scenario's manifests"))?;
+        let mut differences = Vec::new();
+        for part in ["spec", "metadata.labels", "metadata.annotations"] {
+            let mut want = lookup(&desired, part)
+                .map_err(|e| format!("{object}: {e}"))?
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut have = lookup(&live, part)
+                .map_err(|e| format!("{object}: {e}"))?
+                .cloned()
+                .unwrap_or(Value::Null);
+            if part != "spec" {
+                // Only what the manifest states: others (the controller's
+                // own annotations) may add their own.
+                let stated: Vec<String> = want
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                if let Value::Object(map) = &mut have {
+                    map.retain(|k, _| stated.contains(k));
                 }
+                if want.is_null() && have.as_object().is_some_and(|m| m.is_empty()) {
+                    have = Value::Null;
+                }
+            }
+            for path in &unchanged.except {
+                let relative = path.strip_prefix(&format!("{part}.")).unwrap_or("");
+                if !relative.is_empty() {
+                    remove_path(&mut want, relative).map_err(|e| format!("{object}: {e}"))?;
+                    remove_path(&mut have, relative).map_err(|e| format!("{object}: {e}"))?;
+                }
+            }
+            if want != have {
+                differences.push(format!("{part}: manifest {want}, live {have}"));
+            }
+        }
+        if !differences.is_empty() {
+            return Err(format!(
+                "{object}: fields outside {:?} differ from the manifest: {}",
+                unchanged.except,
+                differences.join("; ")
             ));
         }
     }
     Ok(())
+}
+
+/// Events about `name` that match `event` (reason, reporter, text).
+fn matching_events<'a>(
+    events: &'a [Value],
+    name: &str,
+    event: &EventMatch,
+    vars: &HashMap<String, String>,
+) -> Vec<&'a Value> {
+    let wanted = substitute_text(&event.contains, vars);
+    matching_events_by_reason(events, name, event)
+        .into_iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(&wanted)))
+        .collect()
+}
+
+fn matching_events_by_reason<'a>(
+    events: &'a [Value],
+    name: &str,
+    event: &EventMatch,
+) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == name)
+        .filter(|e| {
+            event
+                .reason
+                .as_ref()
+                .is_none_or(|r| e["reason"] == r.as_str())
+        })
+        .filter(|e| event.from.as_ref().is_none_or(|from| reporter(e) == from))
+        .collect()
+}
+
+fn shown_events(events: &[&Value]) -> String {
+    if events.is_empty() {
+        return "none".to_string();
+    }
+    events
+        .iter()
+        .map(|e| format!("{} from {}: {}", e["reason"], reporter(e), e["message"]))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The plugin's completed requests about one object, from the audit log.
+fn plugin_requests_about(
+    audit_log: &std::path::Path,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> impl Iterator<Item = Value> {
+    let resource = format!("{}s", kind.to_lowercase());
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    read(audit_log)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(move |e| {
+            e["stage"] == "ResponseComplete"
+                && e["objectRef"]["resource"] == resource.as_str()
+                && e["objectRef"]["namespace"] == namespace.as_str()
+                && e["objectRef"]["name"] == name.as_str()
+                && e["userAgent"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(PLUGIN_USER_AGENT))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// The document of `kind`/`name` in a scenario's manifests.
@@ -493,8 +693,8 @@ fn managers(object: &Value) -> String {
 /// Requests of the plugin in `namespace` the API server refused as
 /// forbidden (403), from the audit log: the RBAC of the stock controller
 /// plus `plugin-manifest.yaml` must cover everything the plugin does.
-fn refused_plugin_requests(controller: &Controller, namespace: &str) -> Vec<String> {
-    read(&controller.audit_log)
+fn refused_plugin_requests(context: &Context<'_>, namespace: &str) -> Vec<String> {
+    read(&context.controller.audit_log)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|e| {
@@ -504,6 +704,12 @@ fn refused_plugin_requests(controller: &Controller, namespace: &str) -> Vec<Stri
                 && e["userAgent"]
                     .as_str()
                     .is_some_and(|a| a.starts_with(PLUGIN_USER_AGENT))
+                // A restarting API server refuses everyone until its RBAC
+                // caches are filled; that is no gap in the RBAC.
+                && !e["stageTimestamp"]
+                    .as_str()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+                    .is_some_and(|t| context.cluster.during_restart(t))
         })
         .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
         .collect()

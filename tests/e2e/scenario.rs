@@ -83,6 +83,31 @@ pub enum Action {
     /// Poke the Rollout `reconciles` times (an annotation change each) and
     /// count the plugin's API requests meanwhile: must be zero.
     SteadyState { rollout: String, reconciles: u32 },
+    /// Several actions at the same time (e.g. one promote per Rollout);
+    /// done when all are, failed when any failed.
+    Concurrently(Vec<Action>),
+    /// Stop kube-apiserver, keep it down `down` seconds, start it again on
+    /// the same etcd. `meanwhile`: a JSON merge patch written straight
+    /// into the object's record in etcd during the outage (a write through
+    /// another API server of the cluster).
+    RestartApiServer {
+        down: u64,
+        #[serde(default)]
+        meanwhile: Option<StoredEdit>,
+        /// Also compact etcd's history during the outage (after the edit):
+        /// the restarted API server cannot replay what a watch missed, so
+        /// every watch from before the outage ends with 410 Gone.
+        #[serde(default)]
+        compact: bool,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StoredEdit {
+    /// `Kind/name` of a custom resource in the scenario's namespace.
+    pub object: String,
+    pub merge: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +129,21 @@ pub struct Expectation {
     /// whose reason is `reason`, when given).
     #[serde(default)]
     pub event: Option<EventMatch>,
+    /// No Event about the object matches this (e.g. no `TrafficRoutingError`
+    /// at all: `{reason: TrafficRoutingError}`).
+    #[serde(default)]
+    pub no_event: Option<EventMatch>,
+    /// The plugin's requests about this object in the API server's audit
+    /// log (since the cluster started): at least `atLeast` with this verb
+    /// and response code.
+    #[serde(default)]
+    pub requests: Option<RequestCount>,
+    /// Every field of the object outside these paths (`[*]`: every element
+    /// of a list) equals its document in `manifests`: `spec`, and
+    /// `metadata.labels` and `metadata.annotations` as far as the document
+    /// states them.
+    #[serde(default)]
+    pub unchanged: Option<Unchanged>,
     /// Field manager → matcher of the fields it owns (`metadata.managedFields`,
     /// its `fieldsV1` merged over operations), e.g. exactly
     /// `{"f:spec": {"f:http": {}}}`, or `{$absent: true}`: owns nothing.
@@ -127,9 +167,32 @@ pub struct ArgoCdMatch {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequestCount {
+    /// The audit verb (`get`, `update`, `list`, `watch`, …).
+    pub verb: String,
+    /// The response code (409: conflict).
+    pub code: u16,
+    #[serde(default)]
+    pub at_least: Option<usize>,
+    #[serde(default)]
+    pub at_most: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Unchanged {
+    /// Paths the plugin may change, e.g. `spec.http[*].route[*].weight`.
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventMatch {
     #[serde(default)]
     pub reason: Option<String>,
+    /// Text the message contains (empty: any message).
+    #[serde(default)]
     pub contains: String,
     /// The reporting component (`reportingComponent`, else
     /// `source.component`) the Event must come from.
