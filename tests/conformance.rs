@@ -119,17 +119,26 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        for name in &wanted_transports(&case) {
-            let verdict = match transports.iter().find(|t| t.name() == name) {
-                None if KNOWN_TRANSPORTS.contains(&name.as_str()) => {
-                    Verdict::Skip(format!("transport {name} is not built into this runner"))
+        // The transports of one case run at once: each session has its own
+        // cluster and plugin process, and most of a case is waiting on them.
+        let names = wanted_transports(&case);
+        let runs = names.iter().map(|name| {
+            let (case, transports) = (&case, &transports);
+            async move {
+                match transports.iter().find(|t| t.name() == name) {
+                    None if KNOWN_TRANSPORTS.contains(&name.as_str()) => {
+                        Verdict::Skip(format!("transport {name} is not built into this runner"))
+                    }
+                    None => Verdict::Fail(format!("unknown transport {name:?}")),
+                    Some(transport) => match transport.cannot_run(case) {
+                        Some(reason) => Verdict::Skip(reason),
+                        None => run_case(case, transport.as_ref()).await,
+                    },
                 }
-                None => Verdict::Fail(format!("unknown transport {name:?}")),
-                Some(transport) => match transport.cannot_run(&case) {
-                    Some(reason) => Verdict::Skip(reason),
-                    None => runtime.block_on(run_case(&case, transport.as_ref())),
-                },
-            };
+            }
+        });
+        let verdicts = runtime.block_on(futures_util::future::join_all(runs));
+        for (name, verdict) in names.iter().zip(verdicts) {
             let tally = per_transport.entry(name.clone()).or_default();
             match verdict {
                 Verdict::Pass => {
