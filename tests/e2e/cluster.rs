@@ -137,7 +137,7 @@ impl Cluster {
             &admin_token,
         )?;
         let admin = client_from(&admin_kubeconfig).await?;
-        wait_for_apiserver(&admin, &mut processes).await?;
+        wait_for_apiserver(&admin, || check_alive(&mut processes)).await?;
 
         processes.push(Process::spawn(
             "kube-controller-manager",
@@ -227,26 +227,11 @@ impl Cluster {
             .unwrap_or_else(|p| p.into_inner())
             .push(process);
         let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let ready = self
-                .admin
-                .request_text(
-                    http::Request::get("/readyz")
-                        .body(Vec::new())
-                        .expect("static request"),
-                )
-                .await;
-            match ready {
-                Ok(text) if text.trim() == "ok" => break,
-                _ if Instant::now() > deadline => {
-                    bail!("kube-apiserver not ready 120 s after its restart: {ready:?}")
-                }
-                _ => {
-                    check_alive(&mut self.processes.lock().unwrap_or_else(|p| p.into_inner()))?;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
+        wait_for_apiserver(&self.admin, || {
+            check_alive(&mut self.processes.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .await
+        .context("after its restart")?;
         self.restart_windows
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -561,7 +546,12 @@ pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-async fn wait_for_apiserver(client: &Client, processes: &mut [Process]) -> anyhow::Result<()> {
+/// Until `/readyz` answers ok; `alive` fails when a process of the
+/// cluster has exited meanwhile.
+async fn wait_for_apiserver(
+    client: &Client,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let ready = client
@@ -577,7 +567,7 @@ async fn wait_for_apiserver(client: &Client, processes: &mut [Process]) -> anyho
                 bail!("kube-apiserver not ready after 120 s: {ready:?}")
             }
             _ => {
-                check_alive(processes)?;
+                alive()?;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
