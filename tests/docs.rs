@@ -9,20 +9,12 @@
 //! not checked here.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
+use test_support::{read_repo_file as read, repo_root as root};
 
 #[allow(dead_code)]
 #[path = "../xtask/src/manifest.rs"]
 mod manifest;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// README.md and every docs/*.md but the generated compatibility table,
 /// as (path, text).

@@ -20,18 +20,11 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 use test_support::go_build::Unavailable;
+use test_support::{read_repo_file as read, repo_root as root};
 
 #[allow(dead_code)]
 #[path = "../xtask/src/manifest.rs"]
 mod manifest;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 fn documents(text: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)

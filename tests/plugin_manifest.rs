@@ -24,6 +24,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use test_support::repo_root as root;
 
 #[allow(dead_code)]
 #[path = "../xtask/src/manifest.rs"]
@@ -38,10 +39,6 @@ struct PluginEntry {
     sha256: Option<String>,
     #[serde(default)]
     args: Vec<String>,
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn committed_text() -> String {

@@ -41,6 +41,18 @@ macro_rules! plugin_binary {
 }
 
 /// The plugin crate's checkout (this crate lives in its `tests/support`).
+/// The plugin's repository root (what its tests see as `CARGO_MANIFEST_DIR`).
+pub fn repo_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(plugin_crate_dir)
+}
+
+/// A file of the repository as text; panics naming the file when it cannot
+/// be read.
+pub fn read_repo_file(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 pub(crate) fn plugin_crate_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
