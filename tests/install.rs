@@ -20,6 +20,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 use test_support::go_build::Unavailable;
+use test_support::plugin_entry::PluginItem;
 use test_support::{read_repo_file as read, repo_root as root};
 
 #[allow(dead_code)]
@@ -31,34 +32,6 @@ fn documents(text: &str) -> Vec<Value> {
         .map(|doc| Value::deserialize(doc).expect("valid YAML"))
         .filter(|d| !d.is_null())
         .collect()
-}
-
-/// A plugin entry as Argo Rollouts reads it (`PluginItem` in
-/// `utils/plugin/types/types.go`, v1.10.2): no other key.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct PluginItem {
-    name: String,
-    location: String,
-    #[serde(default)]
-    sha256: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-    #[serde(default, rename = "headersFrom")]
-    headers_from: Vec<HeadersFrom>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct HeadersFrom {
-    #[serde(rename = "secretRef")]
-    secret_ref: SecretRef,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct SecretRef {
-    name: String,
 }
 
 fn release() -> manifest::Release {

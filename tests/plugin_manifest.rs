@@ -24,22 +24,12 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use test_support::plugin_entry::PluginItem;
 use test_support::repo_root as root;
 
 #[allow(dead_code)]
 #[path = "../xtask/src/manifest.rs"]
 mod manifest;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PluginEntry {
-    name: String,
-    location: String,
-    #[serde(default)]
-    sha256: Option<String>,
-    #[serde(default)]
-    args: Vec<String>,
-}
 
 fn committed_text() -> String {
     std::fs::read_to_string(root().join("plugin-manifest.yaml"))
@@ -198,7 +188,7 @@ fn the_configmap_entry_is_what_the_controller_reads() {
     let list = config["data"]["trafficRouterPlugins"]
         .as_str()
         .expect("trafficRouterPlugins is a string holding a YAML list");
-    let entries: Vec<PluginEntry> = serde_yaml::from_str(list).expect("a list of plugin entries");
+    let entries: Vec<PluginItem> = serde_yaml::from_str(list).expect("a list of plugin entries");
     assert_eq!(entries.len(), 1, "one entry: {entries:?}");
     let entry = &entries[0];
     assert_eq!(entry.name, manifest::PLUGIN_NAME);

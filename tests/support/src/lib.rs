@@ -26,6 +26,7 @@ pub mod heap;
 pub mod host;
 pub mod launch;
 pub mod mock_controller;
+pub mod plugin_entry;
 
 /// The plugin binary cargo built for the calling test or bench, as a
 /// `&'static Path`. A macro because cargo sets
