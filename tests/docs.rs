@@ -401,7 +401,11 @@ fn the_readme_is_short_and_gives_the_two_test_commands() {
         .map(|b| b[..b.find("```").expect("closed")].trim())
         .collect();
     assert_eq!(commands[..2], ["cargo test", "cargo test --test e2e"]);
-    assert!(test.contains("<!-- times: filled by issue 15 -->"));
+    // And what they cost, cold and cached.
+    assert!(
+        test.contains("Measured on 2 cores") && test.contains("cached"),
+        "the Test section states the measured times"
+    );
     // Its first command plays the embedded example with no cluster.
     let first = readme
         .lines()
