@@ -202,19 +202,20 @@ fn go_build(go: &Path, module: &Path, out: &Path, packages: &[&str]) -> anyhow::
     let started = Instant::now();
     // No DWARF: the tier never debugs these programs, and the linker's
     // time on kube-apiserver's symbol tables is the largest part of a relink.
-    let output = go_command(go, module)
-        .args(["build", "-ldflags=-s -w", "-o"])
-        .arg(format!("{}/", out.display()))
-        .args(packages)
-        .output()
-        .with_context(|| format!("running go build in {}", module.display()))?;
-    if !output.status.success() {
-        bail!(
-            "go build in {} failed:\n{}",
-            module.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    go_run(
+        go,
+        module,
+        &[
+            &[
+                "build",
+                "-ldflags=-s -w",
+                "-o",
+                &format!("{}/", out.display()),
+            ],
+            packages,
+        ]
+        .concat(),
+    )?;
     let name = module
         .strip_prefix(module.ancestors().nth(2).unwrap_or(module))
         .unwrap_or(module);
@@ -230,28 +231,30 @@ fn go_build(go: &Path, module: &Path, out: &Path, packages: &[&str]) -> anyhow::
 /// Downloads it first: nothing may be built from a module the tier only
 /// reads files from.
 fn module_dir(go: &Path, module: &Path, path: &str) -> anyhow::Result<PathBuf> {
-    let download = go_command(go, module)
-        .args(["mod", "download", path])
-        .output()
-        .with_context(|| format!("running go mod download in {}", module.display()))?;
-    if !download.status.success() {
-        bail!(
-            "go mod download {path} in {} failed: {}",
-            module.display(),
-            String::from_utf8_lossy(&download.stderr)
-        );
-    }
-    let output = go_command(go, module)
-        .args(["list", "-m", "-f", "{{.Dir}}", path])
-        .output()
-        .with_context(|| format!("running go list in {}", module.display()))?;
+    go_run(go, module, &["mod", "download", path])?;
+    let output = go_run(go, module, &["list", "-m", "-f", "{{.Dir}}", path])?;
     let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if !output.status.success() || dir.is_empty() {
+    anyhow::ensure!(
+        !dir.is_empty(),
+        "go list -m {path} in {} named no directory",
+        module.display()
+    );
+    Ok(PathBuf::from(dir))
+}
+
+/// Runs the go command in `module`; its stderr is the error when it fails.
+fn go_run(go: &Path, module: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let output = go_command(go, module)
+        .args(args)
+        .output()
+        .with_context(|| format!("running go {} in {}", args.join(" "), module.display()))?;
+    if !output.status.success() {
         bail!(
-            "go list -m {path} in {} failed: {}",
+            "go {} in {} failed:\n{}",
+            args.join(" "),
             module.display(),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(PathBuf::from(dir))
+    Ok(output)
 }
