@@ -15,6 +15,7 @@ use crate::cluster::{
     CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT, Cluster, Process, free_port, write_kubeconfig,
 };
 use crate::kube_objects::{Objects, kind_and_name, yaml_documents};
+use crate::release_server::ReleaseServer;
 use crate::tools::Built;
 
 /// The plugin under test and the manifest that installs it.
@@ -138,7 +139,7 @@ impl Controller {
         built: &Built,
         version: &str,
         plugin: &PluginArtifact,
-        release_port: Option<u16>,
+        release: Option<&ReleaseServer>,
     ) -> anyhow::Result<Controller> {
         let tools = built
             .controllers
@@ -170,7 +171,7 @@ impl Controller {
                 )
                 .await?;
         }
-        let plugin_name = install_plugin_manifest(&objects, plugin, release_port).await?;
+        let plugin_name = install_plugin_manifest(&objects, plugin, release, version).await?;
 
         let token = objects
             .service_account_token(CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT)
@@ -340,18 +341,24 @@ impl Controller {
 /// Applies the manifest as an operator would: its RBAC as it is, its
 /// ConfigMap with the plugin entry pointing at the artifact under test — in
 /// release mode the entry's own `https://` location with its host replaced
-/// by the loopback release server (`release_port`) and its own sha256,
-/// otherwise `file://` this build's binary. Returns the plugin's name.
+/// by the loopback release server and its own sha256, downloaded as from a
+/// private server (`headersFrom` a Secret with an `Authorization` header)
+/// by the controllers that have `headersFrom` (v1.8 and later); otherwise
+/// `file://` this build's binary. Returns the plugin's name.
+/// The Secret whose keys the controller sends as headers of the download.
+const RELEASE_SECRET: &str = "e2e-release-download";
+
 async fn install_plugin_manifest(
     objects: &Objects,
     plugin: &PluginArtifact,
-    release_port: Option<u16>,
+    release: Option<&ReleaseServer>,
+    version: &str,
 ) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&plugin.manifest)
         .with_context(|| format!("reading {}", plugin.manifest.display()))?;
     let mut entry = plugin_entry(&plugin.manifest)?;
-    match release_port {
-        Some(port) => {
+    match release {
+        Some(server) => {
             let location = entry["location"].as_str().unwrap_or_default();
             let path = location
                 .strip_prefix("https://")
@@ -363,7 +370,38 @@ async fn install_plugin_manifest(
                         plugin.manifest.display()
                     )
                 })?;
-            entry["location"] = json!(format!("https://127.0.0.1:{port}/{path}"));
+            entry["location"] = json!(format!("https://127.0.0.1:{}/{path}", server.port));
+            let has_headers_from = version.parse::<istio_router::controller::Version>()?
+                >= istio_router::controller::Version(1, 8, 0);
+            if has_headers_from {
+                let token = format!(
+                    "Bearer e2e-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos()
+                );
+                objects
+                    .apply(
+                        json!({
+                            "apiVersion": "v1",
+                            "kind": "Secret",
+                            "metadata": {"name": RELEASE_SECRET},
+                            "stringData": {"Authorization": token},
+                        }),
+                        Some(CONTROLLER_NAMESPACE),
+                        "e2e-installer",
+                    )
+                    .await?;
+                entry["headersFrom"] = json!([{"secretRef": {"name": RELEASE_SECRET}}]);
+                server.require_authorization(Some(token));
+            } else {
+                eprintln!(
+                    "e2e: argo-rollouts {version} has no headersFrom (v1.8 and later): a public download"
+                );
+                server.require_authorization(None);
+            }
         }
         None => {
             entry["location"] = json!(format!("file://{}", plugin.binary.display()));

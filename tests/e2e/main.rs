@@ -130,12 +130,12 @@ async fn run_cluster(
         ),
         None => None,
     };
-    let release_port = release_server.as_ref().map(|s| s.port);
 
     let (mut passed, mut failed) = (0, 0);
     for version in versions {
         let started = Instant::now();
-        let controller = Controller::start(&cluster, built, version, plugin, release_port).await?;
+        let controller =
+            Controller::start(&cluster, built, version, plugin, release_server.as_ref()).await?;
         eprintln!(
             "e2e: argo-rollouts {version} running with plugin {}",
             controller.plugin_name
