@@ -42,6 +42,20 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("utf-8 output")
 }
 
+/// Exit 0 and the summary of one clean Rollout (`what` names the input in
+/// the failure message).
+fn assert_one_clean_rollout(out: &Output, what: &str) {
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (
+            Some(0),
+            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
+        ),
+        "{what}: {}",
+        text(&out.stderr)
+    );
+}
+
 /// `tests/validate/bad/*.yaml`, relative to the crate root, sorted.
 fn bad_cases() -> Vec<String> {
     let mut cases: Vec<String> = std::fs::read_dir(root().join("tests/validate/bad"))
@@ -204,15 +218,7 @@ fn every_example_is_clean_even_with_strict() {
     for example in &files {
         let path = example.to_str().expect("utf-8 path");
         let out = validate(&["--rollout", path, "--strict"]);
-        assert_eq!(
-            (out.status.code(), text(&out.stdout)),
-            (
-                Some(0),
-                "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
-            ),
-            "{path}: {}",
-            text(&out.stderr)
-        );
+        assert_one_clean_rollout(&out, path);
     }
     // And all of them at once, as a directory.
     let out = validate(&["--rollout", "examples", "--strict"]);
@@ -233,27 +239,11 @@ fn objects_come_from_directories_and_stdin() {
         &format!("{good}/objects"),
         "--strict",
     ]);
-    assert_eq!(
-        (out.status.code(), text(&out.stdout)),
-        (
-            Some(0),
-            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
-        ),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_one_clean_rollout(&out, "");
     // A directory given with --rollout: its objects may come in a file read
     // before the Rollout's.
     let out = validate(&["--rollout", "tests/validate/good/rollout-dir", "--strict"]);
-    assert_eq!(
-        (out.status.code(), text(&out.stdout)),
-        (
-            Some(0),
-            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
-        ),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_one_clean_rollout(&out, "");
     // Without its objects, the missing VirtualService is an error naming
     // the configuration field.
     let alone = validate(&["--rollout", &format!("{good}/rollout.yaml")]);
@@ -354,15 +344,7 @@ fn a_file_reached_twice_is_read_once() {
         ])
         .output()
         .expect("the binary runs");
-    assert_eq!(
-        (out.status.code(), text(&out.stdout)),
-        (
-            Some(0),
-            "0 errors, 0 warnings; 1 Rollout checked\n".to_string()
-        ),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_one_clean_rollout(&out, "");
 }
 
 #[test]
