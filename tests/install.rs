@@ -161,21 +161,13 @@ fn docs_install_shows_the_tested_snippets() {
     let doc = read("docs/install.md");
     let release = release();
     let entry = manifest::render_entry(&release).expect("entry");
-    let entry_body: String = entry
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let entry_body = without_comments(&entry);
     assert!(
         doc.contains(&format!("```yaml\n{entry_body}```")),
         "docs/install.md shows the entry of plugin-entry.yaml:\n{entry_body}"
     );
     let helm = manifest::render_helm_values(&release).expect("helm");
-    let helm_body: String = helm
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let helm_body = without_comments(&helm);
     assert!(
         doc.contains(&format!("```yaml\n{helm_body}```")),
         "docs/install.md shows helm-values.yaml:\n{helm_body}"
@@ -225,4 +217,12 @@ fn the_hand_written_entries_are_plugin_items() {
         found >= 2,
         "the file:// and the headersFrom entries: {found}"
     );
+}
+
+/// A generated YAML file as the docs show it: its comment lines left out.
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }

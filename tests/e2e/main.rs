@@ -82,16 +82,12 @@ async fn run() -> anyhow::Result<(usize, usize)> {
     );
 
     let (mut passed, mut failed) = (0, 0);
-    match check_minimum_version(root, &plugin.manifest, &versions) {
-        Ok(summary) => {
-            passed += 1;
-            println!("PASS minimum-version: {summary}");
-        }
-        Err(why) => {
-            failed += 1;
-            println!("FAIL minimum-version: {why}");
-        }
-    }
+    tally(
+        &mut passed,
+        &mut failed,
+        "minimum-version",
+        check_minimum_version(root, &plugin.manifest, &versions),
+    );
     for built in &builds {
         println!(
             "e2e: Kubernetes {}, argo-rollouts {}",
@@ -160,16 +156,12 @@ async fn run_cluster(
             }
         }
         let error_expected = scenarios.iter().any(|s| s.name == "broken-config");
-        match controller.check_plugin_logs(error_expected) {
-            Ok(summary) => {
-                passed += 1;
-                println!("PASS plugin-logs [argo-rollouts {version}]: {summary}");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("FAIL plugin-logs [argo-rollouts {version}]: {why}");
-            }
-        }
+        tally(
+            &mut passed,
+            &mut failed,
+            &format!("plugin-logs [argo-rollouts {version}]"),
+            controller.check_plugin_logs(error_expected),
+        );
         controller.stop();
         eprintln!(
             "e2e: argo-rollouts {version} done in {:.1}s",
@@ -182,6 +174,20 @@ async fn run_cluster(
     }
     cluster.finish(failed == 0);
     Ok((passed, failed))
+}
+
+/// Prints a check's `PASS what: summary` or `FAIL what: why` and counts it.
+fn tally(passed: &mut usize, failed: &mut usize, what: &str, result: Result<String, String>) {
+    match result {
+        Ok(summary) => {
+            *passed += 1;
+            println!("PASS {what}: {summary}");
+        }
+        Err(why) => {
+            *failed += 1;
+            println!("FAIL {what}: {why}");
+        }
+    }
 }
 
 /// The manifest states the oldest controller release the plugin needs; it
